@@ -1,0 +1,195 @@
+/*
+** core.h: tasksock's internal interface between the scheduler and the
+** primitives that block (timers, channels, sockets, threads).
+**
+** The contract every blocking primitive follows:
+**   1. Try the operation. If it completes, return its results at once.
+**   2. Otherwise link the current tasklet into what it waits on (a
+**      tsk_Queue, or a pointer kept by the object), set t->wcancel if
+**      more than unlinking is needed to abandon the wait, and return
+**      tsk_wait(L, t, timeout, ctx, k).
+**   3. Whoever completes the wait calls tsk_wake(t, result, from, n),
+**      which unlinks the tasklet from its queue and timer and queues it.
+**   4. k(L, status, ctx) runs in the tasklet (or, in the main chunk, right
+**      after the loop was driven): t->wresult says why the wait ended and
+**      the n values given to tsk_wake are on top of L's stack.
+** Only the scheduler resumes tasklets. A kill cancels the wait (queue,
+** timer, wcancel) and raises in the tasklet instead of calling k.
+*/
+#ifndef TSK_CORE_H
+#define TSK_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "compat.h"
+
+#if defined(__GNUC__)
+#define TSK_EXPORT __attribute__((visibility("default")))
+#else
+#define TSK_EXPORT
+#endif
+
+typedef struct tsk_Sched tsk_Sched;
+typedef struct tsk_Tasklet tsk_Tasklet;
+
+/* A FIFO of tasklets, linked through their next/prev fields. */
+typedef struct tsk_Queue {
+  tsk_Tasklet *head, *tail;
+  int n;
+} tsk_Queue;
+
+/* Tasklet status, as t:status() names them. */
+enum { TSK_READY, TSK_RUNNING, TSK_BLOCKED, TSK_DEAD };
+
+/* Why a wait ended (t->wresult); negative values are libuv error codes. */
+enum { TSK_WOK = 0, TSK_WTIMEOUT = 1, TSK_WCLOSED = 2 };
+
+/* What a tasklet waits on, for introspection (ts.tasklets()). */
+enum {
+  TSK_ON_NOTHING, TSK_ON_SLEEP, TSK_ON_YIELD, TSK_ON_JOIN, TSK_ON_CHANNEL,
+  TSK_ON_SOCKET, TSK_ON_DNS, TSK_ON_THREAD, TSK_ON_WORK, TSK_ON_SELECT,
+  TSK_ON_OTHER
+};
+
+struct tsk_Tasklet {
+  lua_State *L;            /* its coroutine; resume values are delivered here */
+  tsk_Sched *S;
+  tsk_Tasklet *next, *prev;  /* links in the run queue or one wait queue */
+  tsk_Queue *queue;        /* the queue it is linked in, or NULL */
+  tsk_Queue joiners;       /* tasklets blocked in join on this one */
+  uint64_t deadline;       /* uv_hrtime() ns of its timeout, when heapidx >= 0 */
+  int heapidx;             /* index in the timer heap, or -1 */
+  int status;              /* TSK_READY ... TSK_DEAD */
+  int nargs;               /* values on L's top for its next resume */
+  int ref;                 /* registry ref to its userdata while not dead */
+  int wresult;             /* why the last wait ended */
+  int won;                 /* TSK_ON_*: what it waits on */
+  void *wobj;              /* the object it waits on (wcancel's business) */
+  void (*wcancel)(tsk_Tasklet *t);  /* undo a wait beyond queue and timer */
+  lua_State *wL;           /* the thread whose C frame is blocked (may be a
+                              coroutine nested in the tasklet) */
+  lua_KFunction wk;        /* continuation of the blocked call */
+  lua_KContext wctx;
+  uint64_t wsince;         /* uv_hrtime() when the wait began */
+  unsigned char started;   /* it has been resumed once */
+  unsigned char kill;      /* a kill is pending: raise at the next resume */
+  unsigned char killing;   /* a kill was raised and is unwinding */
+  unsigned char killed;    /* kill() was called on it */
+  unsigned char ok;        /* dead: returned (1) or failed (0) */
+  unsigned char ismain;    /* the main chunk's record, not a tasklet */
+  int nres;                /* results kept on L's stack once dead */
+};
+
+struct tsk_Sched {
+  lua_State *L;            /* the main thread of the Lua state */
+  uv_loop_t *loop;
+  int ownloop;             /* we made loop and must close it */
+  int nhandles;            /* our handles not yet closed */
+  tsk_Tasklet *current;    /* the tasklet being resumed, or NULL */
+  lua_State *pcoro;        /* the coroutine we resumed last: a scheduler
+                              yield from it reaches us */
+  tsk_Tasklet main;        /* stands for the main chunk when it blocks */
+  tsk_Queue runq;
+  uv_idle_t idle;          /* active while tasklets are ready: no blocking poll */
+  uv_check_t check;        /* resumes tasklets woken by I/O in the same turn */
+  uv_timer_t timer;        /* armed for the earliest deadline in the heap */
+  tsk_Tasklet **heap;      /* timer heap, min deadline first */
+  int nheap, heapcap;
+  uint64_t armed;          /* the deadline the timer is armed for, 0 if none */
+  int inloop;              /* inside uv_run, driven by us */
+  int stopping;            /* ts.stop() was called */
+  int closing;             /* the Lua state is closing: wake nobody */
+  int errref;              /* registry ref of the error handler, or LUA_NOREF */
+  long ntasklets;          /* live (not dead) tasklets */
+  /* statistics, ts.stats() */
+  uint64_t switches, spawned;
+  uint64_t bytesin, bytesout;
+  long nsockets;
+};
+
+/* Registry names of the metatables. */
+#define TSK_TASKLET_MT "tasksock.tasklet"
+#define TSK_CHANNEL_MT "tasksock.channel"
+#define TSK_SCHED_KEY  "tasksock.sched"
+#define TSK_LOOP_KEY   "tasksock.loop"   /* light userdata: a host's uv_loop_t */
+
+/* --- sched.c -------------------------------------------------------- */
+
+/* The scheduler of L's state; creates it on first use. */
+tsk_Sched *tsk_sched(lua_State *L);
+
+/* The tasklet that a blocking call from L would suspend: the current
+** tasklet, or the main record when no tasklet runs. */
+tsk_Tasklet *tsk_self(tsk_Sched *S);
+
+/* Seconds since an arbitrary point, monotonic. */
+double tsk_now(void);
+
+/*
+** Suspend t until tsk_wake or the timeout (seconds; < 0 waits forever,
+** 0 makes it time out on the next turn of the loop) and continue with k.
+** The caller has linked t into what it waits on and set t->won/wobj.
+** Raises a Lua error if L cannot block here.
+*/
+int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
+             lua_KFunction k);
+
+/* Raise unless L could block now (use before starting work that cannot be
+** undone, e.g. a libuv request). */
+void tsk_checkblock(lua_State *L, tsk_Sched *S);
+
+/*
+** End t's wait with result, moving n values from the top of from's stack
+** to t (from may be NULL when n is 0). Does nothing unless t is blocked.
+*/
+void tsk_wake(tsk_Tasklet *t, int result, lua_State *from, int n);
+
+/* Make t ready again at the end of the run queue (ts.yield). */
+void tsk_ready(tsk_Tasklet *t);
+
+/* Queue primitives. */
+void tsk_queue_push(tsk_Queue *q, tsk_Tasklet *t);
+tsk_Tasklet *tsk_queue_pop(tsk_Queue *q);
+void tsk_queue_remove(tsk_Tasklet *t);
+
+/* Wake every tasklet in q with result (closing an object). */
+void tsk_queue_wakeall(tsk_Queue *q, int result);
+
+/* Drive the loop from the main chunk until t (the main record) is woken. */
+void tsk_drive(lua_State *L, tsk_Sched *S, tsk_Tasklet *t);
+
+/* Scheduler functions for Lua, and the coroutine library's replacements. */
+void tsk_sched_open(lua_State *L, tsk_Sched *S);
+
+/* --- tasklet.c ------------------------------------------------------ */
+
+void tsk_tasklet_open(lua_State *L);
+/* Called by the scheduler when t's coroutine returned (ok) or failed. */
+void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres);
+const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t);
+
+/* --- channel.c ------------------------------------------------------ */
+
+void tsk_channel_open(lua_State *L);
+
+/* --- helpers (sched.c) ---------------------------------------------- */
+
+/* Read an optional timeout argument: nil or negative is -1 (forever). */
+double tsk_opttimeout(lua_State *L, int arg);
+
+/* Push nil, msg and return 2: the failure convention. */
+int tsk_fail(lua_State *L, const char *msg);
+
+/* Register funcs with the scheduler as their one upvalue, into the table
+** on top of the stack. */
+void tsk_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *l);
+
+/* The scheduler in a C function registered with tsk_setfuncs. */
+#define tsk_upsched(L) ((tsk_Sched *)lua_touserdata((L), lua_upvalueindex(1)))
+
+#endif

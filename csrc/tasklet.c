@@ -1,0 +1,302 @@
+/*
+** tasklet.c: tasklets as Lua objects: spawn, join, kill, status, name.
+** A tasklet is a userdata (the tsk_Tasklet) whose user values are its
+** coroutine (1), its name (2) and its error or kill reason (3). While it
+** is not dead the registry holds it, so a blocked tasklet lives on.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "core.h"
+
+static const char *const statusnames[] = {"ready", "running", "blocked", "dead"};
+
+static const char *const waitnames[] = {
+  NULL, "sleep", "yield", "join", "channel", "socket", "dns", "thread",
+  "work", "select", "other"
+};
+
+static tsk_Tasklet *checktasklet(lua_State *L, int arg) {
+  return (tsk_Tasklet *)luaL_checkudata(L, arg, TSK_TASKLET_MT);
+}
+
+/* Push t's userdata (valid while t is not dead, or from its own stack). */
+static void pushtasklet(lua_State *L, tsk_Tasklet *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+}
+
+const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t) {
+  const char *name;
+  if (t->ismain) return "main";
+  pushtasklet(L, t);
+  lua_getiuservalue(L, -1, 2);
+  name = lua_tostring(L, -1);
+  lua_pop(L, 2);  /* the name stays alive in the user value */
+  return name ? name : "?";
+}
+
+/* Report a failed tasklet (its error on top of its dead coroutine) to the
+** error handler, or to stderr. */
+static void report(tsk_Sched *S, tsk_Tasklet *t) {
+  lua_State *L = S->L, *co = t->L;
+  const char *msg;
+  int top = lua_gettop(L);
+  lua_checkstack(L, 8);
+  lua_checkstack(co, 2);
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);                     /* err */
+  msg = lua_tostring(L, -1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, top + 1));
+  }
+  luaL_traceback(L, co, msg, 0);           /* err [msg] tb */
+  if (S->errref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, S->errref);
+    pushtasklet(L, t);
+    lua_pushvalue(L, top + 1);
+    lua_pushvalue(L, -4);                  /* err [msg] tb h t err tb */
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+      fprintf(stderr, "tasksock: error handler failed: %s\n",
+              lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+      fflush(stderr);
+    }
+  }
+  else {
+    const char *name = tsk_tasklet_name(L, t);
+    fprintf(stderr, "tasksock: tasklet '%s' failed: %s\n", name, lua_tostring(L, -1));
+    fflush(stderr);
+  }
+  lua_settop(L, top);
+}
+
+void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
+  lua_State *co = t->L;
+  t->status = TSK_DEAD;
+  t->ok = (unsigned char)ok;
+  t->killing = 0;
+  S->ntasklets--;
+  if (ok)
+    t->nres = nres;  /* the results stay on its stack for join */
+  else {
+    int iskill;
+    lua_checkstack(co, 4);
+    pushtasklet(co, t);
+    lua_getiuservalue(co, -1, 3);
+    iskill = t->killed && lua_rawequal(co, -1, -3);
+    lua_pop(co, 1);
+    lua_pushvalue(co, -2);
+    lua_setiuservalue(co, -2, 3);          /* keep the error */
+    lua_pop(co, 1);
+    if (!iskill) report(S, t);
+    tsk_closethread(co, S->L);             /* run its to-be-closed variables */
+    lua_settop(co, 0);
+    t->nres = 0;
+  }
+  tsk_queue_wakeall(&t->joiners, TSK_WOK);
+  luaL_unref(S->L, LUA_REGISTRYINDEX, t->ref);
+  t->ref = LUA_NOREF;
+}
+
+/* spawn(fn, ...): a new tasklet, ready to run fn(...). */
+static int global_spawn(lua_State *L) {
+  tsk_Sched *S = tsk_upsched(L);
+  int n = lua_gettop(L);
+  tsk_Tasklet *t;
+  lua_State *co;
+  if (lua_type(L, 1) != LUA_TFUNCTION) {
+    if (!luaL_getmetafield(L, 1, "__call"))
+      return luaL_typeerror(L, 1, "function");
+    lua_pop(L, 1);
+  }
+  co = lua_newthread(L);
+  if (!lua_checkstack(co, n)) return luaL_error(L, "too many arguments to spawn");
+  lua_rotate(L, 1, 1);                     /* co fn args... */
+  lua_xmove(L, co, n);                     /* co */
+  t = (tsk_Tasklet *)lua_newuserdatauv(L, sizeof *t, 3);
+  memset(t, 0, sizeof *t);
+  luaL_setmetatable(L, TSK_TASKLET_MT);
+  lua_rotate(L, 1, 1);                     /* t co */
+  lua_setiuservalue(L, 1, 1);              /* t */
+  t->L = co;
+  t->S = S;
+  t->heapidx = -1;
+  t->nargs = n - 1;
+  lua_pushvalue(L, 1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  S->ntasklets++;
+  S->spawned++;
+  tsk_ready(t);
+  return 1;
+}
+
+static int global_current(lua_State *L) {
+  tsk_Sched *S = tsk_upsched(L);
+  if (S->current == NULL) return 0;
+  pushtasklet(L, S->current);
+  return 1;
+}
+
+/* Push what join returns for the dead tasklet t (its userdata at 1). */
+static int joinresults(lua_State *L, tsk_Tasklet *t) {
+  int i;
+  if (!t->ok) {
+    lua_pushboolean(L, 0);
+    lua_getiuservalue(L, 1, 3);
+    return 2;
+  }
+  if (!lua_checkstack(L, t->nres + 1)) return luaL_error(L, "too many results to join");
+  lua_pushboolean(L, 1);
+  for (i = 0; i < t->nres; i++) lua_pushvalue(t->L, -t->nres);
+  lua_xmove(t->L, L, t->nres);
+  return t->nres + 1;
+}
+
+static int joink(lua_State *L, int status, lua_KContext ctx) {
+  tsk_Tasklet *t = (tsk_Tasklet *)ctx;
+  tsk_Tasklet *self = tsk_self(t->S);
+  (void)status;
+  if (self->wresult == TSK_WTIMEOUT) return tsk_fail(L, "timeout");
+  return joinresults(L, t);
+}
+
+/* t:join([timeout]): true, results... | false, err | nil, "timeout" */
+static int meth_join(lua_State *L) {
+  tsk_Tasklet *t = checktasklet(L, 1);
+  double timeout = tsk_opttimeout(L, 2);
+  tsk_Sched *S = t->S;
+  tsk_Tasklet *self;
+  lua_settop(L, 1);
+  if (t->status == TSK_DEAD) return joinresults(L, t);
+  self = tsk_self(S);
+  if (self == t) return luaL_error(L, "a tasklet cannot join itself");
+  if (timeout == 0) return tsk_fail(L, "timeout");
+  tsk_checkblock(L, S);
+  tsk_queue_push(&t->joiners, self);
+  self->won = TSK_ON_JOIN;
+  self->wobj = t;
+  return tsk_wait(L, self, timeout, (lua_KContext)t, joink);
+}
+
+/* t:kill([reason]): raise reason (default "killed") in t where it waits.
+** true if t was alive. */
+static int meth_kill(lua_State *L) {
+  tsk_Tasklet *t = checktasklet(L, 1);
+  tsk_Sched *S = t->S;
+  if (t->status == TSK_DEAD) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (lua_isnoneornil(L, 2)) lua_pushliteral(L, "killed");
+  else lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, 3);
+  t->killed = 1;
+  switch (t->status) {
+    case TSK_RUNNING:  /* itself */
+      lua_getiuservalue(L, 1, 3);
+      t->killing = 1;
+      return lua_error(L);
+    case TSK_BLOCKED: {
+      void (*cancel)(tsk_Tasklet *) = t->wcancel;
+      tsk_queue_remove(t);
+      t->wcancel = NULL;
+      t->kill = 1;
+      tsk_wake(t, TSK_WOK, NULL, 0);  /* unlinks the timer, queues it */
+      if (cancel) cancel(t);
+      break;
+    }
+    default:  /* ready */
+      if (!t->started) {  /* never ran: it dies without running */
+        tsk_queue_remove(t);
+        lua_settop(t->L, 0);
+        lua_getiuservalue(L, 1, 3);
+        lua_xmove(L, t->L, 1);
+        tsk_tasklet_finish(S, t, 0, 1);
+      }
+      else {
+        if (t->nargs > 0) lua_pop(t->L, t->nargs);  /* what woke it is dropped */
+        t->nargs = 0;
+        t->kill = 1;
+      }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int meth_status(lua_State *L) {
+  tsk_Tasklet *t = checktasklet(L, 1);
+  lua_pushstring(L, statusnames[t->status]);
+  return 1;
+}
+
+static int meth_index(lua_State *L) {
+  tsk_Tasklet *t = checktasklet(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "name") == 0) {
+    lua_getiuservalue(L, 1, 2);
+    return 1;
+  }
+  if (k != NULL && strcmp(k, "waiting") == 0) {  /* what it waits on */
+    if (t->status == TSK_BLOCKED && t->won != TSK_ON_NOTHING)
+      lua_pushstring(L, waitnames[t->won]);
+    else
+      lua_pushnil(L);
+    return 1;
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int meth_newindex(lua_State *L) {
+  checktasklet(L, 1);
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "name") != 0)
+    return luaL_argerror(L, 2, "only 'name' can be set on a tasklet");
+  if (!lua_isnil(L, 3)) luaL_checktype(L, 3, LUA_TSTRING);
+  lua_settop(L, 3);
+  lua_setiuservalue(L, 1, 2);
+  return 0;
+}
+
+static int meth_tostring(lua_State *L) {
+  tsk_Tasklet *t = checktasklet(L, 1);
+  lua_getiuservalue(L, 1, 2);
+  if (lua_isnil(L, -1))
+    lua_pushfstring(L, "tasklet (%s): %p", statusnames[t->status], (void *)t);
+  else
+    lua_pushfstring(L, "tasklet '%s' (%s): %p", lua_tostring(L, -1),
+                    statusnames[t->status], (void *)t);
+  return 1;
+}
+
+void tsk_tasklet_open(lua_State *L) {
+  static const luaL_Reg meths[] = {
+    {"join", meth_join},
+    {"kill", meth_kill},
+    {"status", meth_status},
+    {NULL, NULL}
+  };
+  static const luaL_Reg metas[] = {
+    {"__index", meth_index},
+    {"__newindex", meth_newindex},
+    {"__tostring", meth_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"spawn", global_spawn},
+    {"current", global_current},
+    {NULL, NULL}
+  };
+  tsk_Sched *S = tsk_sched(L);
+  luaL_newmetatable(L, TSK_TASKLET_MT);
+  luaL_setfuncs(L, metas, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, meths, 0);
+  lua_setfield(L, -2, "__methods");
+  lua_pop(L, 1);
+  tsk_setfuncs(L, S, funcs);
+}

@@ -1,0 +1,10 @@
+-- tasksock: Lua coroutines as tasklets on libuv, with LuaSocket's API.
+-- This is the face of the module; the work is done in tasksock.core (C).
+local core = require "tasksock.core"
+
+local M = {}
+for k, v in pairs(core) do M[k] = v end
+
+M._VERSION = "tasksock 0.1.0"
+
+return M
