@@ -231,6 +231,12 @@ static void check_cb(uv_check_t *h) { drain((tsk_Sched *)h->data); }
 
 /* --- waiting -------------------------------------------------------- */
 
+/* Does a scheduler yield from L reach us (the scheduler or a coroutine
+** resume of ours)? */
+static int canyield(lua_State *L, tsk_Sched *S) {
+  return L == S->pcoro && lua_isyieldable(L);
+}
+
 tsk_Tasklet *tsk_self(tsk_Sched *S) {
   return S->current ? S->current : &S->main;
 }
@@ -260,11 +266,11 @@ static int waitk(lua_State *L, int status, lua_KContext ctx) {
 void tsk_checkblock(lua_State *L, tsk_Sched *S) {
   if (S->current != NULL) {
     if (S->current->kill) raisekill(L, S->current);
-    if (L != S->pcoro)
+    if (!canyield(L, S))
       luaL_error(L, "attempt to block across a C-call boundary "
                     "(or a coroutine resumed without tasksock's coroutine.resume)");
   }
-  else if (L != S->pcoro && S->inloop)
+  else if (!canyield(L, S) && S->inloop)
     luaL_error(L, "attempt to block outside any tasklet while the loop runs");
 }
 
@@ -291,7 +297,8 @@ void tsk_drive(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
 int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
              lua_KFunction k) {
   tsk_Sched *S = t->S;
-  if (t->kill || (L != S->pcoro && (!t->ismain || S->inloop))) {
+  int yield = canyield(L, S);
+  if (t->kill || (!yield && (!t->ismain || S->inloop))) {
     cancelwait(t);
     tsk_checkblock(L, S);  /* raises */
   }
@@ -308,7 +315,7 @@ int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
       luaL_error(L, "not enough memory");
     }
   }
-  if (L == S->pcoro) {  /* a tasklet, or a coroutine we resume: yield */
+  if (yield) {  /* a tasklet, or a coroutine we resume: yield */
     lua_pushlightuserdata(L, SENTINEL);
     return lua_yieldk(L, 1, (lua_KContext)t, waitk);
   }
@@ -349,7 +356,7 @@ static int global_yield(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
   tsk_Tasklet *t = S->current;
   if (t == NULL) {  /* the main chunk: let ready tasklets run once */
-    if (L != S->pcoro && S->inloop)
+    if (!canyield(L, S) && S->inloop)
       return luaL_error(L, "attempt to yield outside any tasklet while the loop runs");
     if (!S->inloop) {
       S->inloop = 1;
@@ -479,7 +486,7 @@ static int coresume(lua_State *L, lua_State *co, int narg, int wrap) {
     if (st == LUA_YIELD && nres == 1 && lua_touserdata(co, -1) == SENTINEL) {
       tsk_Tasklet *t = tsk_self(S);
       lua_pop(co, 1);
-      if (L == prev) {  /* we can yield too: pass it on */
+      if (L == prev && lua_isyieldable(L)) {  /* we can yield too: pass it on */
         lua_pushlightuserdata(L, SENTINEL);
         return lua_yieldk(L, 1, (lua_KContext)wrap, coresumek);
       }

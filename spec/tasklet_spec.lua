@@ -1,0 +1,371 @@
+-- Tasklets: spawn, run, join, kill, status, name, sleep, yield, errors.
+local ts = require "tasksock"
+
+describe("tasksock.spawn", function()
+  it("returns a ready tasklet that runs only when the scheduler runs", function()
+    local ran = false
+    local t = ts.spawn(function() ran = true end)
+    assert.equal("ready", t:status())
+    assert.is_false(ran)
+    ts.run()
+    assert.is_true(ran)
+    assert.equal("dead", t:status())
+  end)
+
+  it("passes arguments, nil included, and join returns all results", function()
+    local t = ts.spawn(function(...) return select("#", ...), ... end, 1, nil, "x", nil)
+    ts.run()
+    local r = table.pack(t:join())
+    assert.equal(6, r.n)
+    assert.same({true, 4, 1, nil, "x", nil}, {table.unpack(r, 1, r.n)})
+  end)
+
+  it("accepts a callable table", function()
+    local obj = setmetatable({}, {__call = function(self, a) return a * 2 end})
+    local t = ts.spawn(obj, 21)
+    ts.run()
+    assert.same({true, 42}, {t:join()})
+  end)
+
+  it("rejects a non-callable first argument naming it", function()
+    assert.error_matches(function() ts.spawn(42) end, "bad argument #1 to 'spawn'.*function expected")
+    assert.error_matches(function() ts.spawn() end, "bad argument #1 to 'spawn'")
+  end)
+
+  it("runs tasklets in FIFO order, round-robin on yield", function()
+    local log = {}
+    for i = 1, 3 do
+      ts.spawn(function()
+        for r = 1, 3 do log[#log + 1] = i .. ":" .. r; ts.yield() end
+      end)
+    end
+    ts.run()
+    assert.same({"1:1", "2:1", "3:1", "1:2", "2:2", "3:2", "1:3", "2:3", "3:3"}, log)
+  end)
+
+  it("treats a plain coroutine.yield in a tasklet like ts.yield", function()
+    local log = {}
+    ts.spawn(function() log[#log + 1] = "a1"; coroutine.yield(); log[#log + 1] = "a2" end)
+    ts.spawn(function() log[#log + 1] = "b1" end)
+    ts.run()
+    assert.same({"a1", "b1", "a2"}, log)
+  end)
+
+  it("runs 100,000 tasklets to completion", function()
+    local n, N = 0, 100000
+    for _ = 1, N do ts.spawn(function() n = n + 1 end) end
+    ts.run()
+    assert.equal(N, n)
+  end)
+
+  it("runs 10,000 tasklets that all sleep at once", function()
+    local n = 0
+    for i = 1, 10000 do ts.spawn(function() ts.sleep(0.001 * (i % 5)); n = n + 1 end) end
+    ts.run()
+    assert.equal(10000, n)
+  end)
+end)
+
+describe("tasklet.name", function()
+  it("can be set, read and shows in tostring", function()
+    local t = ts.spawn(function() end)
+    assert.is_nil(t.name)
+    t.name = "worker-1"
+    assert.equal("worker-1", t.name)
+    assert.matches("^tasklet 'worker%-1' %(ready%): 0x", tostring(t))
+    ts.run()
+    assert.matches("%(dead%)", tostring(t))
+  end)
+
+  it("refuses other fields and non-string names", function()
+    local t = ts.spawn(function() end)
+    assert.error_matches(function() t.foo = 1 end, "only 'name' can be set")
+    assert.error_matches(function() t.name = 5 end, "string expected")
+    ts.run()
+  end)
+end)
+
+describe("tasklet:join", function()
+  it("waits for the tasklet inside another tasklet", function()
+    local a = ts.spawn(function() ts.sleep(0.02); return "done" end)
+    local got
+    ts.spawn(function() got = {a:join()} end)
+    ts.run()
+    assert.same({true, "done"}, got)
+  end)
+
+  it("drives the scheduler when called from the main chunk", function()
+    local a = ts.spawn(function() ts.sleep(0.01); return 7 end)
+    assert.same({true, 7}, {a:join()})
+  end)
+
+  it("returns nil, 'timeout' when the timeout expires first", function()
+    local a = ts.spawn(function() ts.sleep(0.2) end)
+    local t0 = ts.now()
+    assert.same({nil, "timeout"}, {a:join(0.02)})
+    assert.is_true(ts.now() - t0 >= 0.019)
+    assert.equal("blocked", a:status())
+    a:kill()
+    ts.run()
+  end)
+
+  it("returns nil, 'timeout' at once with timeout 0", function()
+    local a = ts.spawn(function() end)
+    assert.same({nil, "timeout"}, {a:join(0)})
+    ts.run()
+    assert.same({true}, {a:join(0)})
+  end)
+
+  it("returns false and the error of a failed tasklet", function()
+    ts.onerror(function() end)
+    local a = ts.spawn(function() error({code = 5}) end)
+    ts.run()
+    local ok, err = a:join()
+    assert.is_false(ok)
+    assert.same({code = 5}, err)
+    ts.onerror(nil)
+  end)
+
+  it("lets several tasklets join the same one", function()
+    local a = ts.spawn(function() ts.sleep(0.01); return 1 end)
+    local n = 0
+    for _ = 1, 5 do ts.spawn(function() if a:join() then n = n + 1 end end) end
+    ts.run()
+    assert.equal(5, n)
+  end)
+
+  it("refuses to join itself", function()
+    local err
+    local t = ts.spawn(function() local ok, e = pcall(function() return ts.current():join() end); err = e; return ok end)
+    ts.run()
+    assert.matches("cannot join itself", err)
+    assert.same({true, false}, {t:join()})
+  end)
+
+  it("checks its arguments", function()
+    local t = ts.spawn(function() end)
+    assert.error_matches(function() t.join(42) end, "bad argument #1 to 'join'")
+    assert.error_matches(function() t:join("x") end, "bad argument #1 to 'join'.*number expected")
+    ts.run()
+  end)
+end)
+
+describe("tasklet:kill", function()
+  it("raises at the blocking point so cleanup runs, and join reports the reason", function()
+    local cleaned = false
+    local t = ts.spawn(function()
+      local guard <close> = setmetatable({}, {__close = function() cleaned = true end})
+      ts.sleep(10)
+    end)
+    ts.yield()
+    assert.equal("blocked", t:status())
+    assert.is_true(t:kill("stop now"))
+    ts.run()
+    assert.is_true(cleaned)
+    assert.same({false, "stop now"}, {t:join()})
+  end)
+
+  it("can be caught with pcall", function()
+    local t = ts.spawn(function()
+      local ok, e = pcall(ts.sleep, 10)
+      return ok, e
+    end)
+    ts.yield()
+    t:kill()
+    ts.run()
+    assert.same({true, false, "killed"}, {t:join()})
+  end)
+
+  it("kills a tasklet that has not started without running it", function()
+    local ran = false
+    local t = ts.spawn(function() ran = true end)
+    assert.is_true(t:kill())
+    ts.run()
+    assert.is_false(ran)
+    assert.same({false, "killed"}, {t:join()})
+  end)
+
+  it("kills a tasklet blocked on a channel receive, send and join", function()
+    local ch, ch2 = ts.channel(), ts.channel()
+    local other = ts.spawn(function() ts.sleep(10) end)
+    local r = ts.spawn(function() return ch:receive() end)
+    local s = ts.spawn(function() return ch2:send(1) end)
+    local j = ts.spawn(function() return other:join() end)
+    ts.yield()
+    assert.equal(-1, ch:balance())
+    assert.equal(1, ch2:balance())
+    for _, t in ipairs{r, s, j, other} do assert.equal("blocked", t:status()) end
+    r:kill(); s:kill(); j:kill(); other:kill()
+    ts.run()
+    assert.equal(0, ch:balance())
+    assert.equal(0, ch2:balance())
+    for _, t in ipairs{r, s, j, other} do assert.same({false, "killed"}, {t:join()}) end
+  end)
+
+  it("kills a tasklet blocked inside its own nested coroutine", function()
+    local t = ts.spawn(function()
+      local gen = coroutine.wrap(function() ts.sleep(10); coroutine.yield(1) end)
+      gen()
+      return "not reached"
+    end)
+    ts.yield()
+    t:kill("k")
+    ts.run()
+    assert.same({false, "k"}, {t:join()})
+  end)
+
+  it("kills itself at once", function()
+    local after = false
+    local t = ts.spawn(function() ts.current():kill("self"); after = true end)
+    ts.run()
+    assert.is_false(after)
+    assert.same({false, "self"}, {t:join()})
+  end)
+
+  it("returns false on a dead tasklet", function()
+    local t = ts.spawn(function() end)
+    ts.run()
+    assert.is_false(t:kill())
+  end)
+
+  it("does not report a kill as an error", function()
+    local reported = 0
+    ts.onerror(function() reported = reported + 1 end)
+    local t = ts.spawn(function() ts.sleep(10) end)
+    ts.yield()
+    t:kill()
+    ts.run()
+    ts.onerror(nil)
+    assert.equal(0, reported)
+  end)
+end)
+
+describe("tasklet:status", function()
+  it("goes ready, running, blocked, dead", function()
+    local seen
+    local t
+    t = ts.spawn(function() seen = t:status(); ts.sleep(0.01) end)
+    assert.equal("ready", t:status())
+    ts.yield()
+    assert.equal("running", seen)
+    assert.equal("blocked", t:status())
+    assert.equal("sleep", t.waiting)
+    ts.run()
+    assert.equal("dead", t:status())
+  end)
+end)
+
+describe("tasksock.current", function()
+  it("is the running tasklet, nil in the main chunk", function()
+    assert.is_nil(ts.current())
+    local t, inside
+    t = ts.spawn(function() inside = ts.current() end)
+    ts.run()
+    assert.equal(t, inside)
+  end)
+end)
+
+describe("tasksock.sleep", function()
+  it("suspends only the calling tasklet", function()
+    local ticks = 0
+    ts.spawn(function() for _ = 1, 5 do ticks = ticks + 1; ts.sleep(0.005) end end)
+    local t0 = ts.now()
+    ts.spawn(function() ts.sleep(0.05) end)
+    ts.run()
+    assert.equal(5, ticks)
+    assert.is_true(ts.now() - t0 >= 0.049)
+  end)
+
+  it("wakes sleepers in deadline order", function()
+    local log = {}
+    for _, d in ipairs{0.03, 0.01, 0.02} do ts.spawn(function() ts.sleep(d); log[#log + 1] = d end) end
+    ts.run()
+    assert.same({0.01, 0.02, 0.03}, log)
+  end)
+
+  it("never returns early, in the main chunk too", function()
+    for _, d in ipairs{0.001, 0.01, 0.03} do
+      local t0 = ts.now()
+      ts.sleep(d)
+      assert.is_true(ts.now() - t0 >= d, "slept less than " .. d)
+    end
+  end)
+
+  it("checks its argument", function()
+    assert.error_matches(function() ts.sleep() end, "bad argument #1 to 'sleep'")
+    assert.error_matches(function() ts.sleep("x") end, "bad argument #1 to 'sleep'")
+    assert.error_matches(function() ts.sleep(0/0) end, "bad argument #1 to 'sleep'")
+  end)
+end)
+
+describe("tasksock.run", function()
+  it("returns at once with no tasklets", function()
+    ts.run()
+  end)
+
+  it("reports a deadlock instead of hanging", function()
+    local ch = ts.channel()
+    local t = ts.spawn(function() ch:receive() end)
+    assert.error_matches(function() ts.run() end, "deadlock: 1 tasklet")
+    t:kill()
+    ts.run()
+  end)
+
+  it("cannot be called from inside a tasklet", function()
+    local t = ts.spawn(function() ts.run() end)
+    ts.onerror(function() end)
+    ts.run()
+    ts.onerror(nil)
+    local ok, err = t:join()
+    assert.is_false(ok)
+    assert.matches("called from inside a tasklet", err)
+  end)
+
+  it("stops early on tasksock.stop and can be resumed", function()
+    local n = 0
+    local t = ts.spawn(function() for _ = 1, 10 do n = n + 1; if n == 3 then ts.stop() end; ts.yield() end end)
+    ts.run()
+    assert.is_true(n < 10)
+    ts.run()
+    assert.equal(10, n)
+    assert.equal("dead", t:status())
+  end)
+end)
+
+describe("errors in tasklets", function()
+  it("do not stop the scheduler and reach the handler with name and traceback", function()
+    local got
+    ts.onerror(function(t, err, tb) got = {t = t, err = err, tb = tb} end)
+    local bad = ts.spawn(function() local x = nil; return x.field end)
+    bad.name = "bad-one"
+    local good = ts.spawn(function() ts.sleep(0.01); return "fine" end)
+    ts.run()
+    ts.onerror(nil)
+    assert.equal(bad, got.t)
+    assert.matches("attempt to index a nil value", got.err)
+    assert.matches("stack traceback", got.tb)
+    assert.same({true, "fine"}, {good:join()})
+  end)
+
+  it("go to stderr with the tasklet's name by default", function()
+    local dir = os.getenv("TMPDIR") or "/tmp"
+    local out = dir .. "/tasksock-err-" .. tostring(os.time()) .. math.random(1e6)
+    local script = [[
+      local ts = require "tasksock"
+      local t = ts.spawn(function() error("kaboom") end)
+      t.name = "named"
+      ts.run()
+      print("still running")
+    ]]
+    local cmd = string.format(
+      'LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" lua5.4 -e %q >%s.out 2>%s.err',
+      script, out, out)
+    assert.is_true(os.execute(cmd))
+    local o = io.open(out .. ".out"):read("a")
+    local e = io.open(out .. ".err"):read("a")
+    os.remove(out .. ".out"); os.remove(out .. ".err")
+    assert.equal("still running\n", o)
+    assert.matches("tasklet 'named' failed: .*kaboom", e)
+    assert.matches("stack traceback", e)
+  end)
+end)
