@@ -62,6 +62,7 @@ struct tsk_Tasklet {
   tsk_Tasklet *next, *prev;  /* links in the run queue or one wait queue */
   tsk_Queue *queue;        /* the queue it is linked in, or NULL */
   tsk_Queue joiners;       /* tasklets blocked in join on this one */
+  tsk_Tasklet *anext, *aprev;  /* links in the list of live tasklets */
   uint64_t deadline;       /* uv_hrtime() ns of its timeout, when heapidx >= 0 */
   int heapidx;             /* index in the timer heap, or -1 */
   int status;              /* TSK_READY ... TSK_DEAD */
@@ -106,6 +107,7 @@ struct tsk_Sched {
   int closing;             /* the Lua state is closing: wake nobody */
   int errref;              /* registry ref of the error handler, or LUA_NOREF */
   long ntasklets;          /* live (not dead) tasklets */
+  tsk_Tasklet *all;        /* the live tasklets, newest first */
   /* statistics, ts.stats() */
   uint64_t switches, spawned;
   uint64_t bytesin, bytesout;

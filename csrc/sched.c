@@ -391,6 +391,29 @@ static int global_now(lua_State *L) {
   return 1;
 }
 
+/* Raise the deadlock report: which tasklets wait, on what. */
+static int deadlock(lua_State *L, tsk_Sched *S) {
+  static const char *const on[] = {
+    "nothing", "sleep", "yield", "join", "channel", "socket", "dns", "thread",
+    "work", "select", "other"
+  };
+  luaL_Buffer b;
+  tsk_Tasklet *t;
+  int n = 0;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "deadlock: %d tasklet(s) blocked and nothing can wake them:",
+                  (int)S->ntasklets);
+  luaL_addvalue(&b);
+  for (t = S->all; t != NULL && n < 20; t = t->anext, n++) {
+    lua_pushfstring(L, "\n  tasklet '%s' (%s, waiting on %s)", tsk_tasklet_name(L, t),
+                    t->status == TSK_BLOCKED ? "blocked" : "ready", on[t->won]);
+    luaL_addvalue(&b);
+  }
+  if (t != NULL) luaL_addstring(&b, "\n  ...");
+  luaL_pushresult(&b);
+  return lua_error(L);
+}
+
 static int global_run(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
   if (S->current != NULL || S->inloop)
@@ -402,8 +425,7 @@ static int global_run(lua_State *L) {
     alive = uv_run(S->loop, UV_RUN_ONCE);
     S->inloop = 0;
     if (!alive && S->runq.n == 0 && S->ntasklets > 0 && !S->stopping)
-      return luaL_error(L, "deadlock: %d tasklet(s) blocked and nothing can wake them",
-                        (int)S->ntasklets);
+      return deadlock(L, S);
   }
   S->stopping = 0;
   return 0;

@@ -96,6 +96,10 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
     t->nres = 0;
   }
   tsk_queue_wakeall(&t->joiners, TSK_WOK);
+  if (t->aprev) t->aprev->anext = t->anext;  /* leave the live list */
+  else S->all = t->anext;
+  if (t->anext) t->anext->aprev = t->aprev;
+  t->anext = t->aprev = NULL;
   luaL_unref(S->L, LUA_REGISTRYINDEX, t->ref);
   t->ref = LUA_NOREF;
 }
@@ -128,6 +132,9 @@ static int global_spawn(lua_State *L) {
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   S->ntasklets++;
   S->spawned++;
+  t->anext = S->all;  /* join the live list */
+  if (S->all) S->all->aprev = t;
+  S->all = t;
   tsk_ready(t);
   return 1;
 }
@@ -273,6 +280,65 @@ static int meth_tostring(lua_State *L) {
   return 1;
 }
 
+/* tasklets(): a table per live tasklet: tasklet, name, status, waiting
+** (what on), since (seconds it has waited). */
+static int global_tasklets(lua_State *L) {
+  tsk_Sched *S = tsk_upsched(L);
+  tsk_Tasklet *t;
+  lua_Integer i = 0;
+  uint64_t now = uv_hrtime();
+  lua_createtable(L, (int)S->ntasklets, 0);
+  for (t = S->all; t != NULL; t = t->anext) {
+    lua_createtable(L, 0, 5);
+    pushtasklet(L, t);
+    lua_getiuservalue(L, -1, 2);
+    lua_setfield(L, -3, "name");
+    lua_setfield(L, -2, "tasklet");
+    lua_pushstring(L, statusnames[t->status]);
+    lua_setfield(L, -2, "status");
+    if (t->status == TSK_BLOCKED) {
+      if (t->won != TSK_ON_NOTHING) {
+        lua_pushstring(L, waitnames[t->won]);
+        lua_setfield(L, -2, "waiting");
+      }
+      lua_pushnumber(L, (double)(now - t->wsince) * 1e-9);
+      lua_setfield(L, -2, "since");
+    }
+    lua_rawseti(L, -2, ++i);
+  }
+  return 1;
+}
+
+/* traceback(t[, msg]): where t is: its innermost blocked frame. */
+static int global_traceback(lua_State *L) {
+  tsk_Tasklet *t = checktasklet(L, 1);
+  const char *msg = luaL_optstring(L, 2, NULL);
+  lua_State *co = t->status == TSK_BLOCKED && t->wL ? t->wL : t->L;
+  if (t->status == TSK_RUNNING) co = L;
+  luaL_traceback(L, co, msg, co == L ? 1 : 0);
+  return 1;
+}
+
+static void setcount(lua_State *L, const char *k, uint64_t v) {
+  lua_pushinteger(L, (lua_Integer)v);
+  lua_setfield(L, -2, k);
+}
+
+/* stats(): counts of tasklets, switches, sockets, bytes. */
+static int global_stats(lua_State *L) {
+  tsk_Sched *S = tsk_upsched(L);
+  lua_createtable(L, 0, 8);
+  setcount(L, "tasklets", (uint64_t)S->ntasklets);
+  setcount(L, "ready", (uint64_t)S->runq.n);
+  setcount(L, "timers", (uint64_t)S->nheap);
+  setcount(L, "spawned", S->spawned);
+  setcount(L, "switches", S->switches);
+  setcount(L, "sockets", (uint64_t)S->nsockets);
+  setcount(L, "bytesin", S->bytesin);
+  setcount(L, "bytesout", S->bytesout);
+  return 1;
+}
+
 void tsk_tasklet_open(lua_State *L) {
   static const luaL_Reg meths[] = {
     {"join", meth_join},
@@ -289,6 +355,9 @@ void tsk_tasklet_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"spawn", global_spawn},
     {"current", global_current},
+    {"tasklets", global_tasklets},
+    {"traceback", global_traceback},
+    {"stats", global_stats},
     {NULL, NULL}
   };
   tsk_Sched *S = tsk_sched(L);
