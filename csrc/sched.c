@@ -215,11 +215,15 @@ static void resume(tsk_Sched *S, tsk_Tasklet *t) {
     tsk_tasklet_finish(S, t, st == LUA_OK, st == LUA_OK ? nres : 1);
 }
 
-/* Resume the tasklets that are ready now; those they make ready wait for
-** the next turn, so I/O is never starved. */
+/* Resume ready tasklets, those made ready meanwhile included, up to a
+** budget per turn of the loop: switching tasklets costs no system call,
+** while polling for I/O between every two would; the budget keeps I/O
+** from starving. */
+#define DRAIN_BUDGET 1024
+
 static void drain(tsk_Sched *S) {
-  int n = S->runq.n;
-  while (n-- > 0 && S->runq.head != NULL && !S->closing) {
+  int n = DRAIN_BUDGET;
+  while (n-- > 0 && S->runq.head != NULL && !S->closing && !S->stopping) {
     tsk_Tasklet *t = tsk_queue_pop(&S->runq);
     resume(S, t);
   }

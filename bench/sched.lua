@@ -1,0 +1,79 @@
+-- Scheduler benchmarks: tasklet spawn+finish and channel ping-pong, each
+-- beside bare coroutines measured in the same run, printed as ratios.
+-- Run: make bench (or, from the checkout, after `make`:
+--   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" lua5.4 bench/sched.lua)
+-- The plain coroutine functions, taken before tasksock replaces resume and
+-- wrap with versions that let scheduler yields pass through.
+local co_create, co_resume, co_yield, co_wrap =
+  coroutine.create, coroutine.resume, coroutine.yield, coroutine.wrap
+local ts = require "tasksock"
+
+local clock = os.clock
+local N = tonumber(os.getenv("N")) or 200000
+local REPEAT = tonumber(os.getenv("REPEAT")) or 5
+
+local function median(xs)
+  table.sort(xs)
+  return xs[(#xs + 1) // 2]
+end
+
+-- Best of several runs of f(n), as operations per second.
+local function rate(f, n)
+  local rs = {}
+  for _ = 1, REPEAT do
+    collectgarbage()
+    local t0 = clock()
+    f(n)
+    rs[#rs + 1] = n / (clock() - t0)
+  end
+  return median(rs)
+end
+
+local function noop() end
+
+local function bare_spawn(n)
+  for _ = 1, n do co_resume(co_create(noop)) end
+end
+
+local function ts_spawn(n)
+  local spawn = ts.spawn
+  for _ = 1, n do spawn(noop) end
+  ts.run()
+end
+
+local function bare_pingpong(n)
+  local co = co_wrap(function() while true do co_yield() end end)
+  for _ = 1, n do co() end
+end
+
+local function ts_pingpong(n)
+  local ping, pong = ts.channel(), ts.channel()
+  ts.spawn(function()
+    for _ = 1, n do pong:send(ping:receive()) end
+  end)
+  ts.spawn(function()
+    for i = 1, n do ping:send(i); pong:receive() end
+  end)
+  ts.run()
+end
+
+local function ts_yield(n)
+  ts.spawn(function() for _ = 1, n do ts.yield() end end)
+  ts.run()
+end
+
+local rows = {}
+local function row(name, ours, bare, what)
+  rows[#rows + 1] = string.format("%-28s %14.0f %14.0f %8.3f   (%s)", name, ours, bare, ours / bare, what)
+end
+
+local bs, ss = rate(bare_spawn, N), rate(ts_spawn, N)
+row("spawn+finish /s", ss, bs, "bare: coroutine.create + resume")
+local bp, tp = rate(bare_pingpong, N), rate(ts_pingpong, N)
+row("channel ping-pong /s", tp, bp, "bare: one resume/yield round trip")
+local ty = rate(ts_yield, N)
+row("yield /s", ty, bp, "bare: one resume/yield round trip")
+
+print(string.format("%s, %s, N=%d, median of %d", ts._VERSION, _VERSION, N, REPEAT))
+print(string.format("%-28s %14s %14s %8s", "benchmark", "tasksock", "bare", "ratio"))
+for _, r in ipairs(rows) do print(r) end
