@@ -35,7 +35,18 @@ local function bare_spawn(n)
   for _ = 1, n do co_resume(co_create(noop)) end
 end
 
+-- Spawned in batches of 100, each batch run to completion: live memory
+-- stays small, as with the bare loop.
 local function ts_spawn(n)
+  local spawn, run = ts.spawn, ts.run
+  for _ = 1, n // 100 do
+    for _ = 1, 100 do spawn(noop) end
+    run()
+  end
+end
+
+-- All spawned before any runs: n live tasklets at once.
+local function ts_spawn_all(n)
   local spawn = ts.spawn
   for _ = 1, n do spawn(noop) end
   ts.run()
@@ -69,6 +80,7 @@ end
 
 local bs, ss = rate(bare_spawn, N), rate(ts_spawn, N)
 row("spawn+finish /s", ss, bs, "bare: coroutine.create + resume")
+row("spawn all, then run /s", rate(ts_spawn_all, N), bs, "N tasklets alive at once")
 local bp, tp = rate(bare_pingpong, N), rate(ts_pingpong, N)
 row("channel ping-pong /s", tp, bp, "bare: one resume/yield round trip")
 local ty = rate(ts_yield, N)

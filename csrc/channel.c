@@ -19,7 +19,7 @@ typedef struct Channel {
 } Channel;
 
 static Channel *checkchannel(lua_State *L, int arg) {
-  return (Channel *)luaL_checkudata(L, arg, TSK_CHANNEL_MT);
+  return (Channel *)tsk_checkudata(L, arg, 1, TSK_CHANNEL_MT);
 }
 
 /* Push the value a blocked sender offers (argument 2 of its frame). */
@@ -201,10 +201,12 @@ void tsk_channel_open(lua_State *L) {
   };
   tsk_Sched *S = tsk_sched(L);
   luaL_newmetatable(L, TSK_CHANNEL_MT);
-  lua_pushcfunction(L, meth_tostring);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, meth_tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_newtable(L);
-  luaL_setfuncs(L, meths, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, meths, 1);  /* the metatable as upvalue: fast type checks */
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   tsk_setfuncs(L, S, funcs);

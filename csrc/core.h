@@ -76,7 +76,7 @@ struct tsk_Tasklet {
                               coroutine nested in the tasklet) */
   lua_KFunction wk;        /* continuation of the blocked call */
   lua_KContext wctx;
-  uint64_t wsince;         /* uv_hrtime() when the wait began */
+  uint64_t wsince;         /* uv_now() (ms, loop time) when the wait began */
   unsigned char started;   /* it has been resumed once */
   unsigned char kill;      /* a kill is pending: raise at the next resume */
   unsigned char killing;   /* a kill was raised and is unwinding */
@@ -179,6 +179,10 @@ const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t);
 
 void tsk_channel_open(lua_State *L);
 
+/* --- dns.c (the rest of its interface is in dns.h) ------------------ */
+
+void tsk_dns_open(lua_State *L);
+
 /* --- helpers (sched.c) ---------------------------------------------- */
 
 /* Read an optional timeout argument: nil or negative is -1 (forever). */
@@ -190,6 +194,11 @@ int tsk_fail(lua_State *L, const char *msg);
 /* Register funcs with the scheduler as their one upvalue, into the table
 ** on top of the stack. */
 void tsk_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *l);
+
+/* The userdata at arg if its metatable is the running C function's
+** upvalue up (a cached metatable: no registry look-up), else raise an
+** argument error naming tname. */
+void *tsk_checkudata(lua_State *L, int arg, int up, const char *tname);
 
 /* The scheduler in a C function registered with tsk_setfuncs. */
 #define tsk_upsched(L) ((tsk_Sched *)lua_touserdata((L), lua_upvalueindex(1)))

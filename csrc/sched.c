@@ -310,10 +310,10 @@ int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
   t->wctx = ctx;
   t->wL = L;
   t->wresult = TSK_WOK;
-  t->wsince = uv_hrtime();
+  t->wsince = uv_now(S->loop);
   t->status = TSK_BLOCKED;
   if (timeout >= 0 && timeout < FOREVER) {
-    if (!heap_add(S, t, t->wsince + (uint64_t)(timeout * 1e9))) {
+    if (!heap_add(S, t, uv_hrtime() + (uint64_t)(timeout * 1e9))) {
       cancelwait(t);
       t->status = TSK_RUNNING;
       luaL_error(L, "not enough memory");
@@ -335,6 +335,15 @@ double tsk_opttimeout(lua_State *L, int arg) {
   t = luaL_checknumber(L, arg);
   if (t != t) luaL_argerror(L, arg, "timeout is NaN");
   return t < 0 ? -1 : t;
+}
+
+void *tsk_checkudata(lua_State *L, int arg, int up, const char *tname) {
+  void *p = lua_touserdata(L, arg);
+  if (p == NULL || !lua_getmetatable(L, arg) ||
+      !lua_rawequal(L, -1, lua_upvalueindex(up)))
+    luaL_typeerror(L, arg, tname);
+  lua_pop(L, 1);
+  return p;
 }
 
 int tsk_fail(lua_State *L, const char *msg) {

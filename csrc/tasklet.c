@@ -286,7 +286,9 @@ static int global_tasklets(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
   tsk_Tasklet *t;
   lua_Integer i = 0;
-  uint64_t now = uv_hrtime();
+  uint64_t now;
+  uv_update_time(S->loop);
+  now = uv_now(S->loop);
   lua_createtable(L, (int)S->ntasklets, 0);
   for (t = S->all; t != NULL; t = t->anext) {
     lua_createtable(L, 0, 5);
@@ -301,7 +303,7 @@ static int global_tasklets(lua_State *L) {
         lua_pushstring(L, waitnames[t->won]);
         lua_setfield(L, -2, "waiting");
       }
-      lua_pushnumber(L, (double)(now - t->wsince) * 1e-9);
+      lua_pushnumber(L, (double)(now - t->wsince) * 1e-3);
       lua_setfield(L, -2, "since");
     }
     lua_rawseti(L, -2, ++i);
