@@ -9,9 +9,11 @@ MODULE    = $(BUILD)/tasksock/core.so
 WARN      = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
             -Wpointer-arith -Wcast-qual -Wundef
 OPT      ?= -O2 -g
-CFLAGS_ALL = -std=gnu99 $(OPT) -fPIC -fvisibility=hidden $(WARN) \
+# luarocks passes LUA_INCDIR, LIBUV_INCDIR and LIBUV_LIBDIR; pkg-config finds them otherwise.
+INCDIRS   = $(if $(LUA_INCDIR),-I$(LUA_INCDIR)) $(if $(LIBUV_INCDIR),-I$(LIBUV_INCDIR))
+CFLAGS_ALL = -std=gnu99 $(OPT) -fPIC -fvisibility=hidden $(WARN) $(INCDIRS) \
              $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs libuv 2>/dev/null) -lpthread $(LDLIBS)
+LDLIBS_ALL = $(if $(LIBUV_LIBDIR),-L$(LIBUV_LIBDIR)) -luv -lpthread $(LDLIBS)
 SRCS      = $(sort $(wildcard csrc/*.c))
 OBJS      = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 HDRS      = $(wildcard csrc/*.h)
@@ -21,7 +23,7 @@ DEPS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket luarocks pkg-c
 BUSTED    = $(LUA) /usr/bin/busted
 LUAENV    = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
-.PHONY: all deps test demo bench env clean
+.PHONY: all deps test demo bench env clean install
 
 all: $(MODULE)
 
@@ -48,6 +50,21 @@ demo: deps
 env:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
+
+# Where `luarocks make` (or a packager) installs: the C module, the Lua
+# files and the public embedding header.
+INST_LIBDIR ?= $(DESTDIR)/usr/local/lib/lua/5.4
+INST_LUADIR ?= $(DESTDIR)/usr/local/share/lua/5.4
+INST_INCDIR ?= $(DESTDIR)/usr/local/include
+install: $(MODULE)
+	mkdir -p $(INST_LIBDIR)/tasksock $(INST_LUADIR)/tasksock $(INST_INCDIR)
+	cp $(MODULE) $(INST_LIBDIR)/tasksock/core.so
+	cp lua/tasksock/*.lua $(INST_LUADIR)/tasksock/
+	if [ -f csrc/tasksock.h ]; then cp csrc/tasksock.h $(INST_INCDIR)/; fi
+
+bench: all bench-tools
+	$(LUAENV) $(LUA) bench/sched.lua
+	bash bench/echo.sh
 
 -include bench/bench.mk
 
