@@ -1,0 +1,418 @@
+/*
+** socket.c: what every socket kind shares (see socket.h): classes, error
+** words, addresses, timeouts, the option table and handle life cycle.
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "socket.h"
+#include "dns.h"
+
+/* === classes =========================================================== */
+
+/*
+** LuaSocket's layout: the metatable (registry[classname]) holds __index =
+** method table, the group names as true, and metamethods; the method
+** table holds class = classname.
+*/
+static int class_tostring(lua_State *L) {
+  const char *name = tsk_class_name(L, 1);
+  lua_pushfstring(L, "%s: %p", name ? name : "?", lua_touserdata(L, 1));
+  return 1;
+}
+
+void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
+                   const luaL_Reg *methods) {
+  luaL_newmetatable(L, classname);           /* mt */
+  lua_newtable(L);                           /* mt idx */
+  lua_pushstring(L, classname);
+  lua_setfield(L, -2, "class");
+  for (; methods->name != NULL; methods++) {
+    int meta = methods->name[0] == '_' && methods->name[1] == '_';
+    lua_pushlightuserdata(L, S);
+    lua_pushcclosure(L, methods->func, 1);   /* mt idx f */
+    lua_setfield(L, meta ? -3 : -2, methods->name);
+  }
+  lua_setfield(L, -2, "__index");            /* mt */
+  if (lua_getfield(L, -1, "__tostring") == LUA_TNIL) {
+    lua_pushcfunction(L, class_tostring);
+    lua_setfield(L, -3, "__tostring");
+  }
+  lua_pop(L, 2);
+}
+
+void tsk_class_group(lua_State *L, const char *classname, const char *groupname) {
+  luaL_getmetatable(L, classname);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, groupname);
+  lua_pop(L, 1);
+}
+
+void tsk_class_set(lua_State *L, int idx, const char *classname) {
+  idx = lua_absindex(L, idx);
+  luaL_getmetatable(L, classname);
+  lua_setmetatable(L, idx);
+}
+
+const char *tsk_class_name(lua_State *L, int idx) {
+  const char *name = NULL;
+  if (lua_getmetatable(L, idx)) {
+    if (lua_getfield(L, -1, "__name") == LUA_TSTRING) name = lua_tostring(L, -1);
+    lua_pop(L, 2);  /* the name lives on in the metatable */
+  }
+  return name;
+}
+
+static void classerror(lua_State *L, const char *expected, int arg) {
+  char msg[64];
+  snprintf(msg, sizeof msg, "%.40s expected", expected);
+  luaL_argerror(L, arg, msg);
+}
+
+void *tsk_class_check(lua_State *L, const char *classname, int arg) {
+  void *p = luaL_testudata(L, arg, classname);
+  if (p == NULL) classerror(L, classname, arg);
+  return p;
+}
+
+void *tsk_class_testgroup(lua_State *L, const char *groupname, int arg) {
+  void *p = NULL;
+  if (lua_type(L, arg) == LUA_TUSERDATA && lua_getmetatable(L, arg)) {
+    if (lua_getfield(L, -1, groupname) == LUA_TBOOLEAN && lua_toboolean(L, -1))
+      p = lua_touserdata(L, arg);
+    lua_pop(L, 2);
+  }
+  return p;
+}
+
+void *tsk_class_checkgroup(lua_State *L, const char *groupname, int arg) {
+  void *p = tsk_class_testgroup(L, groupname, arg);
+  if (p == NULL) classerror(L, groupname, arg);
+  return p;
+}
+
+/* === errors ============================================================ */
+
+const char *tsk_sock_strerror(int err) {
+  switch (err) {
+    case 0: return NULL;
+    case TSK_WTIMEOUT: case UV_ETIMEDOUT: return "timeout";
+    case TSK_WCLOSED: case UV_EOF: case UV_ECONNRESET: case UV_ECONNABORTED:
+    case UV_EPIPE: return "closed";
+    case UV_EADDRINUSE: return "address already in use";
+    case UV_EISCONN: return "already connected";
+    case UV_EACCES: return "permission denied";
+    case UV_ECONNREFUSED: return "connection refused";
+    default: break;
+  }
+  if (err <= UV_EAI_ADDRFAMILY && err >= UV_EAI_PROTOCOL)  /* resolver codes */
+    return tsk_gai_strerror(err);
+  if (err < 0 && err > -4000) return strerror(-err);  /* libuv: -errno */
+  return uv_strerror(err);
+}
+
+int tsk_sock_fail(lua_State *L, int err) {
+  const char *msg = tsk_sock_strerror(err);
+  lua_pushnil(L);
+  lua_pushstring(L, msg ? msg : "unknown error");
+  return 2;
+}
+
+/* === addresses ========================================================= */
+
+const char *tsk_family_name(int family) {
+  switch (family) {
+    case AF_INET: return "inet";
+    case AF_INET6: return "inet6";
+    case AF_UNIX: return "unix";
+    default: return "unknown";
+  }
+}
+
+int tsk_addr_numeric(const char *host, int port, int family,
+                     struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (port < 0 || port > 65535) return UV_EINVAL;
+  if (strcmp(host, "*") == 0) host = family == AF_INET6 ? "::" : "0.0.0.0";
+  if (family != AF_INET6) {
+    struct sockaddr_in *a = (struct sockaddr_in *)ss;
+    if (inet_pton(AF_INET, host, &a->sin_addr) == 1) {
+      a->sin_family = AF_INET;
+      a->sin_port = htons((unsigned short)port);
+      return 0;
+    }
+  }
+  if (family != AF_INET) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET6, host, &a->sin6_addr) == 1) {
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons((unsigned short)port);
+      return 0;
+    }
+  }
+  return UV_EINVAL;
+}
+
+int tsk_addr_push(lua_State *L, const struct sockaddr *sa, int portstring) {
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  }
+  else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  }
+  else {
+    lua_pushnil(L);
+    lua_pushliteral(L, "unknown family");
+    return 2;
+  }
+  lua_pushstring(L, ip);
+  if (portstring) lua_pushfstring(L, "%d", port);
+  else lua_pushinteger(L, port);
+  lua_pushstring(L, tsk_family_name(sa->sa_family));
+  return 3;
+}
+
+int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, int port,
+                     int family, int socktype, int passive,
+                     lua_KContext ctx, lua_KFunction k) {
+  struct addrinfo hints;
+  char serv[16];
+  (void)S;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = family;
+  hints.ai_socktype = socktype;
+  if (passive) hints.ai_flags = AI_PASSIVE;
+  if (host != NULL && strcmp(host, "*") == 0)
+    host = passive && family == AF_INET6 ? "::" : passive ? "0.0.0.0" : NULL;
+  snprintf(serv, sizeof serv, "%d", port);
+  return tsk_getaddrinfo(L, host, serv, &hints, ctx, k);
+}
+
+const struct addrinfo *tsk_addr_list(lua_State *L, int idx) {
+  return tsk_addrinfo_get(L, idx);
+}
+
+/* === timeouts ========================================================== */
+
+void tsk_timeout_init(tsk_Timeout *tm, double block, double total) {
+  tm->block = block;
+  tm->total = total;
+  tm->start = 0;
+}
+
+void tsk_timeout_markstart(tsk_Timeout *tm) {
+  if (tm->total >= 0) tm->start = tsk_now();
+}
+
+double tsk_timeout_left(const tsk_Timeout *tm) {
+  double t;
+  if (tm->total < 0) return tm->block;  /* block < 0: forever */
+  t = tm->total - (tsk_now() - tm->start);
+  if (t < 0) t = 0;
+  if (tm->block < 0) return t;
+  return tm->block < t ? tm->block : t;
+}
+
+int tsk_timeout_iszero(const tsk_Timeout *tm) {
+  return tsk_timeout_left(tm) == 0;
+}
+
+int tsk_timeout_meth_settimeout(lua_State *L, tsk_Timeout *tm) {
+  double t = luaL_optnumber(L, 2, -1);
+  const char *mode = luaL_optstring(L, 3, "b");
+  if (t != t) t = -1;
+  switch (*mode) {
+    case 'b': tm->block = t; break;
+    case 'r': case 't': tm->total = t; break;
+    default: luaL_argcheck(L, 0, 3, "invalid timeout mode");
+  }
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+int tsk_timeout_meth_gettimeout(lua_State *L, tsk_Timeout *tm) {
+  lua_pushnumber(L, tm->block);
+  lua_pushnumber(L, tm->total);
+  return 2;
+}
+
+/* === options =========================================================== */
+
+static const tsk_Option *findopt(lua_State *L, const tsk_Option *opts) {
+  const char *name = luaL_checkstring(L, 2);
+  for (; opts->name != NULL; opts++)
+    if (strcmp(name, opts->name) == 0) return opts;
+  lua_pushfstring(L, "unsupported option `%s'", name);
+  luaL_argerror(L, 2, lua_tostring(L, -1));
+  return NULL;
+}
+
+int tsk_opt_meth_setoption(lua_State *L, const tsk_Option *opts, int fd, void *obj) {
+  const tsk_Option *o = findopt(L, opts);
+  if (o->set == NULL) {
+    lua_pushfstring(L, "unsupported option `%s'", o->name);
+    return luaL_argerror(L, 2, lua_tostring(L, -1));
+  }
+  return o->set(L, fd, obj);
+}
+
+int tsk_opt_meth_getoption(lua_State *L, const tsk_Option *opts, int fd, void *obj) {
+  const tsk_Option *o = findopt(L, opts);
+  if (o->get == NULL) {
+    lua_pushfstring(L, "unsupported option `%s'", o->name);
+    return luaL_argerror(L, 2, lua_tostring(L, -1));
+  }
+  return o->get(L, fd, obj);
+}
+
+static int setfailed(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "setsockopt failed");
+  return 2;
+}
+
+static int getfailed(lua_State *L) {
+  lua_pushnil(L);
+  lua_pushliteral(L, "getsockopt failed");
+  return 2;
+}
+
+static int setraw(lua_State *L, int fd, int level, int name, const void *v,
+                  socklen_t len) {
+  if (fd < 0 || setsockopt(fd, level, name, v, len) < 0) return setfailed(L);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int getraw(int fd, int level, int name, void *v, socklen_t len) {
+  return fd >= 0 && getsockopt(fd, level, name, v, &len) == 0;
+}
+
+int tsk_opt_setbool(lua_State *L, int fd, int level, int name) {
+  int v;
+  luaL_checktype(L, 3, LUA_TBOOLEAN);  /* as LuaSocket: "boolean expected" */
+  v = lua_toboolean(L, 3);
+  return setraw(L, fd, level, name, &v, sizeof v);
+}
+
+int tsk_opt_getbool(lua_State *L, int fd, int level, int name) {
+  int v = 0;
+  if (!getraw(fd, level, name, &v, sizeof v)) return getfailed(L);
+  lua_pushboolean(L, v);
+  return 1;
+}
+
+int tsk_opt_setint(lua_State *L, int fd, int level, int name) {
+  int v = (int)lua_tonumber(L, 3);  /* as LuaSocket: no check */
+  return setraw(L, fd, level, name, &v, sizeof v);
+}
+
+int tsk_opt_getint(lua_State *L, int fd, int level, int name) {
+  int v = 0;
+  if (!getraw(fd, level, name, &v, sizeof v)) return getfailed(L);
+  lua_pushnumber(L, v);
+  return 1;
+}
+
+#define BOOLOPT(id, level, name) \
+  int tsk_opt_set_##id(lua_State *L, int fd, void *obj) { \
+    (void)obj; return tsk_opt_setbool(L, fd, level, name); } \
+  int tsk_opt_get_##id(lua_State *L, int fd, void *obj) { \
+    (void)obj; return tsk_opt_getbool(L, fd, level, name); }
+#define INTOPT(id, level, name) \
+  int tsk_opt_set_##id(lua_State *L, int fd, void *obj) { \
+    (void)obj; return tsk_opt_setint(L, fd, level, name); } \
+  int tsk_opt_get_##id(lua_State *L, int fd, void *obj) { \
+    (void)obj; return tsk_opt_getint(L, fd, level, name); }
+
+BOOLOPT(keepalive, SOL_SOCKET, SO_KEEPALIVE)
+BOOLOPT(reuseaddr, SOL_SOCKET, SO_REUSEADDR)
+BOOLOPT(reuseport, SOL_SOCKET, SO_REUSEPORT)
+BOOLOPT(tcpnodelay, IPPROTO_TCP, TCP_NODELAY)
+BOOLOPT(ipv6only, IPPROTO_IPV6, IPV6_V6ONLY)
+BOOLOPT(dontroute, SOL_SOCKET, SO_DONTROUTE)
+BOOLOPT(broadcast, SOL_SOCKET, SO_BROADCAST)
+INTOPT(tcpkeepidle, IPPROTO_TCP, TCP_KEEPIDLE)
+INTOPT(tcpkeepcnt, IPPROTO_TCP, TCP_KEEPCNT)
+INTOPT(tcpkeepintvl, IPPROTO_TCP, TCP_KEEPINTVL)
+INTOPT(recvbuf, SOL_SOCKET, SO_RCVBUF)
+INTOPT(sendbuf, SOL_SOCKET, SO_SNDBUF)
+
+/* linger: {on = boolean, timeout = number} */
+int tsk_opt_set_linger(lua_State *L, int fd, void *obj) {
+  struct linger li;
+  (void)obj;
+  if (!lua_istable(L, 3)) luaL_typeerror(L, 3, "table");
+  lua_getfield(L, 3, "on");
+  if (!lua_isboolean(L, -1)) luaL_argerror(L, 3, "boolean 'on' field expected");
+  li.l_onoff = lua_toboolean(L, -1);
+  lua_getfield(L, 3, "timeout");
+  if (!lua_isnumber(L, -1)) luaL_argerror(L, 3, "number 'timeout' field expected");
+  li.l_linger = (int)lua_tonumber(L, -1);
+  lua_pop(L, 2);
+  return setraw(L, fd, SOL_SOCKET, SO_LINGER, &li, sizeof li);
+}
+
+int tsk_opt_get_linger(lua_State *L, int fd, void *obj) {
+  struct linger li;
+  (void)obj;
+  memset(&li, 0, sizeof li);
+  if (!getraw(fd, SOL_SOCKET, SO_LINGER, &li, sizeof li)) return getfailed(L);
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, li.l_onoff);
+  lua_setfield(L, -2, "on");
+  lua_pushnumber(L, li.l_linger);
+  lua_setfield(L, -2, "timeout");
+  return 1;
+}
+
+/* error: the pending socket error, as LuaSocket: nil when there is none,
+** else its text. */
+int tsk_opt_get_error(lua_State *L, int fd, void *obj) {
+  int v = 0;
+  (void)obj;
+  if (!getraw(fd, SOL_SOCKET, SO_ERROR, &v, sizeof v)) return getfailed(L);
+  lua_pushstring(L, v == 0 ? NULL : tsk_sock_strerror(-v));
+  return 1;
+}
+
+/* === handles =========================================================== */
+
+void tsk_handle_opened(tsk_Sched *S, uv_handle_t *h) {
+  S->nsockets++;
+  uv_unref(h);
+}
+
+static void freeblock(uv_handle_t *h) { free(h); }
+
+void tsk_handle_close(tsk_Sched *S, uv_handle_t *h) {
+  if (uv_is_closing(h)) return;
+  S->nsockets--;
+  uv_close(h, freeblock);
+}
+
+void tsk_handle_waiting(uv_handle_t *h, int waiting) {
+  if (waiting) uv_ref(h);
+  else uv_unref(h);
+}
+
+int tsk_handle_fd(const uv_handle_t *h) {
+  uv_os_fd_t fd;
+  if (h == NULL || uv_is_closing(h) || uv_fileno(h, &fd) != 0) return -1;
+  return (int)fd;
+}
+
+void tsk_socket_open(lua_State *L) {
+  (void)L;
+}
