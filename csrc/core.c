@@ -11,6 +11,7 @@ int luaopen_tasksock_core(lua_State *L) {
   tsk_sched_open(L, S);
   tsk_tasklet_open(L);
   tsk_channel_open(L);
+  tsk_signal_open(L);
   tsk_dns_open(L);
   return 1;
 }

@@ -171,9 +171,16 @@ void tsk_sched_open(lua_State *L, tsk_Sched *S);
 /* --- tasklet.c ------------------------------------------------------ */
 
 void tsk_tasklet_open(lua_State *L);
+/* Spawn a tasklet from the n values on top of L's stack: a function and
+** its n-1 arguments. Pops them, pushes the tasklet. [-n, +1, m] */
+tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n);
 /* Called by the scheduler when t's coroutine returned (ok) or failed. */
 void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres);
 const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t);
+
+/* --- signal.c ------------------------------------------------------- */
+
+void tsk_signal_open(lua_State *L);
 
 /* --- channel.c ------------------------------------------------------ */
 

@@ -104,31 +104,23 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
   t->ref = LUA_NOREF;
 }
 
-/* spawn(fn, ...): a new tasklet, ready to run fn(...). */
-static int global_spawn(lua_State *L) {
-  tsk_Sched *S = tsk_upsched(L);
-  int n = lua_gettop(L);
+tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n) {
+  int base = lua_gettop(L) - n + 1;        /* fn args... */
   tsk_Tasklet *t;
-  lua_State *co;
-  if (lua_type(L, 1) != LUA_TFUNCTION) {
-    if (!luaL_getmetafield(L, 1, "__call"))
-      return luaL_typeerror(L, 1, "function");
-    lua_pop(L, 1);
-  }
-  co = lua_newthread(L);
-  if (!lua_checkstack(co, n)) return luaL_error(L, "too many arguments to spawn");
-  lua_rotate(L, 1, 1);                     /* co fn args... */
+  lua_State *co = lua_newthread(L);
+  if (!lua_checkstack(co, n)) luaL_error(L, "too many arguments to spawn");
+  lua_rotate(L, base, 1);                  /* co fn args... */
   lua_xmove(L, co, n);                     /* co */
   t = (tsk_Tasklet *)lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
   luaL_setmetatable(L, TSK_TASKLET_MT);
-  lua_rotate(L, 1, 1);                     /* t co */
-  lua_setiuservalue(L, 1, 1);              /* t */
+  lua_rotate(L, -2, 1);                    /* t co */
+  lua_setiuservalue(L, -2, 1);             /* t */
   t->L = co;
   t->S = S;
   t->heapidx = -1;
   t->nargs = n - 1;
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, -1);
   t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   S->ntasklets++;
   S->spawned++;
@@ -136,6 +128,17 @@ static int global_spawn(lua_State *L) {
   if (S->all) S->all->aprev = t;
   S->all = t;
   tsk_ready(t);
+  return t;
+}
+
+/* spawn(fn, ...): a new tasklet, ready to run fn(...). */
+static int global_spawn(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TFUNCTION) {
+    if (!luaL_getmetafield(L, 1, "__call"))
+      return luaL_typeerror(L, 1, "function");
+    lua_pop(L, 1);
+  }
+  tsk_spawn(L, tsk_upsched(L), lua_gettop(L));
   return 1;
 }
 
