@@ -19,11 +19,12 @@ OBJS      = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 HDRS      = $(wildcard csrc/*.h)
 
 # Debian packages the build and the tests need.
-DEPS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket luarocks pkg-config gcc make
+DEPS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket luarocks pkg-config gcc make \
+            valgrind
 BUSTED    = $(LUA) /usr/bin/busted
 LUAENV    = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
-.PHONY: all deps test demo bench env clean install
+.PHONY: all deps test spec demo bench env clean install asan valgrind
 
 all: $(MODULE)
 
@@ -39,8 +40,15 @@ $(MODULE): $(OBJS)
 deps:
 	@sh .ci/deps.sh $(DEPS)
 
+# Every check: the specs, then the specs again under ASan+UBSan and under
+# valgrind.
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory valgrind
+
+spec: all
 	$(LUAENV) $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
 
 demo: deps
@@ -61,6 +69,25 @@ install: $(MODULE)
 	cp $(MODULE) $(INST_LIBDIR)/tasksock/core.so
 	cp lua/tasksock/*.lua $(INST_LUADIR)/tasksock/
 	if [ -f csrc/tasksock.h ]; then cp csrc/tasksock.h $(INST_INCDIR)/; fi
+
+# The whole spec suite with our module built under AddressSanitizer and
+# UndefinedBehaviorSanitizer (Lua itself is Debian's: the runtime is preloaded).
+ASAN_BUILD = build-asan
+asan:
+	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) \
+	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined"
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(ASAN_BUILD)/?.so;;" \
+	  $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(ASAN_BUILD)/?.so" spec
+
+# The whole spec suite under valgrind memcheck: no error, no definite leak
+# from our module.
+valgrind: all
+	$(LUAENV) TASKSOCK_SLOW=1 valgrind --quiet --error-exitcode=99 --leak-check=full \
+	  --errors-for-leak-kinds=definite --suppressions=.ci/valgrind.supp \
+	  $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
 
 bench: all bench-tools
 	$(LUAENV) $(LUA) bench/sched.lua
