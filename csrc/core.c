@@ -13,5 +13,6 @@ int luaopen_tasksock_core(lua_State *L) {
   tsk_channel_open(L);
   tsk_signal_open(L);
   tsk_dns_open(L);
+  tsk_tcp_open(L);
   return 1;
 }

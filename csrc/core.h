@@ -190,6 +190,11 @@ void tsk_channel_open(lua_State *L);
 
 void tsk_dns_open(lua_State *L);
 
+/* --- tcp.c (shared socket pieces: socket.h, buffer.h) --------------- */
+
+/* tcp/tcp4/tcp6 into the table "_socket" of the module table on top. */
+void tsk_tcp_open(lua_State *L);
+
 /* --- helpers (sched.c) ---------------------------------------------- */
 
 /* Read an optional timeout argument: nil or negative is -1 (forever). */

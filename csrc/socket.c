@@ -396,10 +396,10 @@ void tsk_handle_opened(tsk_Sched *S, uv_handle_t *h) {
 
 static void freeblock(uv_handle_t *h) { free(h); }
 
-void tsk_handle_close(tsk_Sched *S, uv_handle_t *h) {
+void tsk_handle_close(tsk_Sched *S, uv_handle_t *h, uv_close_cb cb) {
   if (uv_is_closing(h)) return;
   S->nsockets--;
-  uv_close(h, freeblock);
+  uv_close(h, cb ? cb : freeblock);
 }
 
 void tsk_handle_waiting(uv_handle_t *h, int waiting) {
@@ -411,8 +411,4 @@ int tsk_handle_fd(const uv_handle_t *h) {
   uv_os_fd_t fd;
   if (h == NULL || uv_is_closing(h) || uv_fileno(h, &fd) != 0) return -1;
   return (int)fd;
-}
-
-void tsk_socket_open(lua_State *L) {
-  (void)L;
 }

@@ -206,9 +206,10 @@ int tsk_opt_getint(lua_State *L, int fd, int level, int name);
 */
 void tsk_handle_opened(tsk_Sched *S, uv_handle_t *h);
 
-/* uv_close h (unless already closing) and free() the malloc'd block that
-** starts with h in the close callback; uncounts it from S->nsockets. */
-void tsk_handle_close(tsk_Sched *S, uv_handle_t *h);
+/* uv_close h (unless already closing) and uncount it from S->nsockets;
+** the close callback is cb, or (cb NULL) one that free()s the malloc'd
+** block that starts with h. A cb of yours must free that block itself. */
+void tsk_handle_close(tsk_Sched *S, uv_handle_t *h, uv_close_cb cb);
 
 /* uv_ref h when waiting, else uv_unref it (a socket keeps the loop, and
 ** ts.run, alive only while a tasklet waits on it). */
@@ -217,8 +218,8 @@ void tsk_handle_waiting(uv_handle_t *h, int waiting);
 /* The OS socket of h, or -1. */
 int tsk_handle_fd(const uv_handle_t *h);
 
-/* --- opening (socket.c calls these from core.c's luaopen) ------------- */
-
-void tsk_socket_open(lua_State *L);   /* shared pieces (none public yet) */
+/* Constructors (tcp, tcp4, tcp6; udp..., unix...) go into the table
+** "_socket" of the core module (create it if missing); socket.lua makes
+** the LuaSocket namespace from it. */
 
 #endif

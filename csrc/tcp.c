@@ -1,0 +1,1031 @@
+/*
+** tcp.c: LuaSocket's TCP classes (tcp{master}, tcp{client}, tcp{server})
+** on libuv, where a call that would block suspends only its tasklet.
+**
+** Two pieces of memory per socket:
+**  - the userdata (a Box): what only Lua calls touch (timeouts, stats,
+**    the line bound) and a pointer to
+**  - the block (a Tcp), malloc'd, starting with the uv_tcp_t: what libuv
+**    callbacks touch. It is freed in the close callback only, after every
+**    pending request's callback ran, so callbacks never see freed memory
+**    even when the userdata was collected first.
+** tcp() makes no block (no fd) until bind/connect; tcp4/tcp6 make it at
+** once. User value 1 of the box keeps alive the string a write sends.
+**
+** Reading: once connected (or accepted) the socket reads ahead into its
+** buffer (lazily allocated by the first alloc_cb), up to TCP_HIGHWATER
+** bytes or what the waiting receive needs; receive is served from there.
+** Writing: uv_try_write first; only the rest goes through one uv_write.
+** The handle is uv_ref'd only while a tasklet waits on it.
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include "socket.h"
+#include "buffer.h"
+
+#define TCP_HIGHWATER (64 * 1024)   /* read-ahead stops above this */
+#define TCP_MAXLINE   (1024 * 1024) /* default bound of a "*l" line */
+#define TCP_MINREAD   4096          /* least room offered to a read */
+
+/* Connect states (Tcp.cstate). */
+enum { C_NONE, C_PENDING, C_DONE, C_FAILED, C_CONNECTED };
+
+typedef union Req {
+  uv_connect_t connect;
+  uv_write_t write;
+} Req;
+
+typedef struct Tcp {
+  uv_tcp_t h;              /* first: the block is freed from &h */
+  tsk_Sched *S;
+  tsk_Buffer buf;          /* bytes read ahead */
+  tsk_Recv rpat;           /* the pattern of the head reader */
+  tsk_Queue readers;       /* tasklets in receive/accept; the head reads */
+  tsk_Queue writers;       /* tasklets waiting for their turn to write */
+  tsk_Tasklet *wowner;     /* waits for the request in flight, if anyone */
+  Req *req;                /* lazily allocated, reused: one at a time */
+  int rerr;                /* read side ended: UV_EOF or an error */
+  int werr;                /* result of the last connect or write */
+  int family;
+  unsigned char busy;      /* req is in flight */
+  unsigned char reading;   /* uv_read_start is on */
+  unsigned char pending;   /* server: a connection waits for accept */
+  unsigned char cstate;    /* C_* */
+} Tcp;
+
+typedef struct Box {
+  Tcp *c;                  /* NULL: no descriptor (not yet, or closed) */
+  tsk_Timeout tm;
+  double birthday, received, sent;
+  size_t maxline;
+  int family;              /* AF_UNSPEC until chosen */
+} Box;
+
+#define MASTER "tcp{master}"
+#define CLIENT "tcp{client}"
+#define SERVER "tcp{server}"
+#define ANY    "tcp{any}"
+
+/* --- the block -------------------------------------------------------- */
+
+static void block_close_cb(uv_handle_t *h) {
+  Tcp *c = (Tcp *)h;
+  free(c->req);
+  tsk_buf_free(&c->buf);
+  free(c);
+}
+
+/* Is a tasklet waiting on c? Then the handle keeps the loop alive. */
+static void refresh(Tcp *c) {
+  tsk_handle_waiting((uv_handle_t *)&c->h,
+                     c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL);
+}
+
+/* A new block with a descriptor of family (0 or a negative uv code). */
+static int block_new(tsk_Sched *S, int family, Tcp **out) {
+  Tcp *c = (Tcp *)calloc(1, sizeof *c);
+  int r;
+  *out = NULL;
+  if (c == NULL) return UV_ENOMEM;
+  r = uv_tcp_init_ex(S->loop, &c->h, (unsigned)family);
+  if (r != 0) {
+    free(c);
+    return r;
+  }
+  c->S = S;
+  c->family = family;
+  tsk_handle_opened(S, (uv_handle_t *)&c->h);
+  *out = c;
+  return 0;
+}
+
+static int block_fd(Tcp *c) {
+  return c ? tsk_handle_fd((const uv_handle_t *)&c->h) : -1;
+}
+
+/* Close c: every tasklet waiting on it is woken with "closed". */
+static void block_close(Tcp *c) {
+  tsk_Tasklet *t = c->wowner;
+  c->wowner = NULL;
+  if (t != NULL) {
+    t->wcancel = NULL;
+    tsk_wake(t, TSK_WCLOSED, NULL, 0);
+  }
+  tsk_queue_wakeall(&c->readers, TSK_WCLOSED);
+  tsk_queue_wakeall(&c->writers, TSK_WCLOSED);
+  tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
+  tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_close */
+}
+
+static void box_close(Box *b) {
+  if (b->c != NULL) {
+    block_close(b->c);
+    b->c = NULL;
+  }
+}
+
+static Req *getreq(Tcp *c) {
+  if (c->req == NULL) c->req = (Req *)malloc(sizeof *c->req);
+  return c->req;
+}
+
+/* Put t first in q (a woken head that must wait again keeps its place). */
+static void pushfront(tsk_Queue *q, tsk_Tasklet *t) {
+  tsk_queue_push(q, t);
+  if (q->head != t) {
+    q->tail = t->prev;
+    q->tail->next = NULL;
+    t->prev = NULL;
+    t->next = q->head;
+    q->head->prev = t;
+    q->head = t;
+  }
+}
+
+static void wakehead(tsk_Queue *q) {
+  if (q->head != NULL) tsk_wake(q->head, TSK_WOK, NULL, 0);
+}
+
+/* --- reading ahead ---------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ub) {
+  Tcp *c = (Tcp *)h;
+  size_t avail = 0;
+  char *p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
+  (void)suggested;
+  ub->base = p;
+  ub->len = p ? avail : 0;  /* 0: libuv reports UV_ENOBUFS */
+}
+
+/* Should reading go on with what is buffered now? */
+static int wantmore(Tcp *c) {
+  size_t n = tsk_buf_len(&c->buf);
+  if (n < TCP_HIGHWATER) return 1;
+  return c->readers.head != NULL && n < tsk_recv_need(&c->rpat);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub);
+
+static void startread(Tcp *c) {
+  if (c->reading || c->rerr != 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
+  if (!wantmore(c)) return;
+  if (uv_read_start((uv_stream_t *)&c->h, alloc_cb, read_cb) == 0) c->reading = 1;
+}
+
+static void stopread(Tcp *c) {
+  if (c->reading) uv_read_stop((uv_stream_t *)&c->h);
+  c->reading = 0;
+}
+
+/* Wake the head reader if the buffer now settles its receive. */
+static void pokereader(Tcp *c) {
+  size_t len, take;
+  if (c->readers.head == NULL) return;
+  if (c->rerr != 0 ||
+      tsk_recv_match(&c->rpat, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf), 0,
+                     &len, &take) != TSK_MATCH_MORE)
+    wakehead(&c->readers);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
+  Tcp *c = (Tcp *)s;
+  (void)ub;
+  if (nread > 0) {
+    tsk_buf_commit(&c->buf, (size_t)nread);
+    c->S->bytesin += (uint64_t)nread;
+  }
+  else if (nread < 0) {
+    c->rerr = (int)nread;
+    stopread(c);
+  }
+  pokereader(c);
+  if (c->reading && !wantmore(c)) stopread(c);
+}
+
+/* --- Lua side helpers ------------------------------------------------- */
+
+static Box *newbox(lua_State *L, const char *classname, int family) {
+  Box *b = (Box *)lua_newuserdatauv(L, sizeof *b, 1);
+  memset(b, 0, sizeof *b);
+  tsk_timeout_init(&b->tm, -1, -1);
+  b->birthday = tsk_now();
+  b->maxline = TCP_MAXLINE;
+  b->family = family;
+  tsk_class_set(L, -1, classname);
+  return b;
+}
+
+/* The seconds the next wait may last; 0: fail with "timeout" now. */
+static double waittime(Box *b) { return tsk_timeout_left(&b->tm); }
+
+/* Make b's block for family if it has none (0 or a uv error). */
+static int ensureblock(lua_State *L, Box *b, int family) {
+  int r;
+  if (b->c != NULL) return 0;
+  r = block_new(tsk_upsched(L), family, &b->c);
+  if (r == 0) b->family = family;
+  return r;
+}
+
+/* --- receive ---------------------------------------------------------- */
+
+static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head);
+
+/* [-0, +3] the failure: nil, msg, prefix..partial, consuming the
+** partial (len bytes of the buffer). */
+static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
+                    size_t len) {
+  size_t plen;
+  const char *prefix = lua_tolstring(L, 3, &plen);
+  Tcp *c = b->c;
+  if (prefix == NULL) prefix = "", plen = 0;
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  if (c != NULL) {
+    tsk_recv_push(L, r, prefix, plen, tsk_buf_ptr(&c->buf), len);
+    tsk_buf_consume(&c->buf, len);
+    b->received += (double)len;
+  }
+  else
+    lua_pushlstring(L, prefix, plen);
+  return 3;
+}
+
+/* The next reader's turn, and reading ahead again if it was paused. */
+static void recvdone(Tcp *c) {
+  if (c == NULL) return;
+  if (c->readers.head != NULL) wakehead(&c->readers);
+  startread(c);
+  refresh(c);
+}
+
+static void reader_cancel(tsk_Tasklet *t) {
+  Tcp *c = (Tcp *)t->wobj;
+  wakehead(&c->readers);  /* it may be the new head: let it look */
+  refresh(c);
+}
+
+/* ctx: bit 0 set if the tasklet waited as the head reader (else for its
+** turn); bit 1 set for receiveany (its max is argument 2). */
+static int recvk(lua_State *L, int status, lua_KContext ctx) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  tsk_Recv r;
+  size_t plen = 0;
+  (void)status;
+  lua_settop(L, 3);
+  if (ctx & 2) {
+    r.kind = TSK_RECV_ANY;
+    r.want = (size_t)lua_tointeger(L, 2);
+    r.scanned = 0;
+  }
+  else {
+    lua_tolstring(L, 3, &plen);
+    tsk_recv_parse(L, 2, plen, b->maxline, &r);
+  }
+  if (b->c == NULL || t->wresult == TSK_WCLOSED)
+    return recvfail(L, b, &r, "closed", 0);
+  if (ctx & 1) r.scanned = b->c->rpat.scanned;
+  if (t->wresult == TSK_WTIMEOUT) {
+    int n = recvfail(L, b, &r, "timeout", tsk_recv_partial(&r, tsk_buf_len(&b->c->buf)));
+    recvdone(b->c);
+    return n;
+  }
+  return recvtry(L, b, &r, (int)(ctx & 1));
+}
+
+/*
+** Receive r on b (args: 1 box, 2 pattern, 3 prefix or nil). head: the
+** caller was the head reader and keeps the first place if it must wait.
+*/
+static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
+  Tcp *c = b->c;
+  tsk_Tasklet *t;
+  size_t len, take, plen = 0;
+  const char *prefix;
+  double left;
+  int m;
+  if (c == NULL) return recvfail(L, b, r, "closed", 0);
+  if (head || c->readers.head == NULL) {
+    m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
+                       c->rerr != 0, &len, &take);
+    if (m == TSK_MATCH_DONE) {
+      prefix = lua_tolstring(L, 3, &plen);
+      tsk_recv_push(L, r, prefix, plen, tsk_buf_ptr(&c->buf), len);
+      tsk_buf_consume(&c->buf, take);
+      b->received += (double)take;
+      lua_pushnil(L);
+      lua_pushnil(L);
+      recvdone(c);
+      return 3;
+    }
+    if (m != TSK_MATCH_MORE) {
+      int n = recvfail(L, b, r, m == TSK_MATCH_TOOLONG ? "line too long"
+                                : tsk_sock_strerror(c->rerr), len);
+      recvdone(c);
+      return n;
+    }
+  }
+  left = waittime(b);
+  if (left == 0) {
+    int n = recvfail(L, b, r, "timeout",
+                     c->readers.head == NULL || head
+                       ? tsk_recv_partial(r, tsk_buf_len(&c->buf)) : 0);
+    recvdone(c);
+    return n;
+  }
+  t = tsk_self(c->S);
+  tsk_checkblock(L, c->S);
+  head = head || c->readers.head == NULL;
+  if (head) {
+    c->rpat = *r;
+    pushfront(&c->readers, t);
+    startread(c);
+  }
+  else
+    tsk_queue_push(&c->readers, t);
+  refresh(c);
+  t->won = TSK_ON_SOCKET;
+  t->wobj = c;
+  t->wcancel = reader_cancel;
+  return tsk_wait(L, t, left, (lua_KContext)(head | (r->kind == TSK_RECV_ANY ? 2 : 0)),
+                  recvk);
+}
+
+/* sock:receive([pattern[, prefix]]) */
+static int meth_receive(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  size_t plen;
+  tsk_Recv r;
+  luaL_optlstring(L, 3, "", &plen);
+  tsk_timeout_markstart(&b->tm);
+  lua_settop(L, 3);
+  if (!tsk_recv_parse(L, 2, plen, b->maxline, &r)) {
+    lua_pushvalue(L, 3);
+    lua_pushnil(L);
+    lua_pushnil(L);
+    return 3;
+  }
+  return recvtry(L, b, &r, 0);
+}
+
+/* sock:receiveany(max): 1..max bytes as soon as any are there. */
+static int meth_receiveany(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  tsk_Recv r;
+  luaL_argcheck(L, max > 0, 2, "bad max argument");
+  tsk_timeout_markstart(&b->tm);
+  r.kind = TSK_RECV_ANY;
+  r.want = max > TSK_BUF_MAX ? TSK_BUF_MAX : (size_t)max;
+  r.scanned = 0;
+  lua_settop(L, 1);
+  lua_pushinteger(L, (lua_Integer)r.want);
+  lua_pushnil(L);  /* no prefix */
+  return recvtry(L, b, &r, 0);
+}
+
+/* --- send ------------------------------------------------------------- */
+
+/* LuaSocket's index arithmetic: [start, end] of data (1-based). */
+static void sendrange(lua_State *L, size_t size, long *start, long *end) {
+  long i = (long)luaL_optnumber(L, 3, 1);
+  long j = (long)luaL_optnumber(L, 4, -1);
+  if (i < 0) i = (long)size + i + 1;
+  if (j < 0) j = (long)size + j + 1;
+  if (i < 1) i = 1;
+  if (j > (long)size) j = (long)size;
+  *start = i;
+  *end = j;
+}
+
+static int sendresult(lua_State *L, Box *b, long start, long end, size_t sent, int err) {
+  b->sent += (double)sent;
+  if (err == 0) {
+    lua_pushnumber(L, (lua_Number)end);
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  else {
+    lua_pushnil(L);
+    lua_pushstring(L, tsk_sock_strerror(err));
+    lua_pushnumber(L, (lua_Number)(start - 1 + (long)sent));
+  }
+  return 3;
+}
+
+static void writer_cancel(tsk_Tasklet *t) {
+  Tcp *c = (Tcp *)t->wobj;
+  if (c->wowner == t) c->wowner = NULL;
+  if (!c->busy) wakehead(&c->writers);
+  refresh(c);
+}
+
+/* The request in flight finished: wake its owner and the next writer. */
+static void reqdone(Tcp *c, int status) {
+  tsk_Tasklet *t = c->wowner;
+  c->busy = 0;
+  c->werr = status;
+  c->wowner = NULL;
+  if (t != NULL) tsk_wake(t, TSK_WOK, NULL, 0);
+  wakehead(&c->writers);
+  refresh(c);
+}
+
+static void write_cb(uv_write_t *req, int status) {
+  reqdone((Tcp *)req->handle, status);
+}
+
+static int sendtry(lua_State *L, Box *b, int turn);
+
+/* ctx: -1 when waiting for a turn, else bytes sent before the uv_write. */
+static int sendk(lua_State *L, int status, lua_KContext ctx) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  size_t size;
+  long start, end;
+  (void)status;
+  lua_tolstring(L, 2, &size);
+  sendrange(L, size, &start, &end);
+  if (ctx < 0) {  /* a turn to write */
+    if (t->wresult == TSK_WOK && b->c != NULL) return sendtry(L, b, 1);
+    return sendresult(L, b, start, end, 0, b->c ? t->wresult : TSK_WCLOSED);
+  }
+  if (t->wresult == TSK_WOK && b->c != NULL) {
+    int err = b->c->werr;
+    if (err == 0) return sendresult(L, b, start, end, (size_t)(end - start + 1), 0);
+    return sendresult(L, b, start, end, (size_t)ctx, err);
+  }
+  if (t->wresult == TSK_WTIMEOUT)  /* the rest is committed: it will go out */
+    return sendresult(L, b, end + 1, end, 0, TSK_WTIMEOUT);
+  return sendresult(L, b, start, end, (size_t)ctx, TSK_WCLOSED);
+}
+
+static int sendtry(lua_State *L, Box *b, int turn) {
+  Tcp *c = b->c;
+  size_t size, sent = 0;
+  const char *data = lua_tolstring(L, 2, &size);
+  long start, end;
+  tsk_Tasklet *t;
+  uv_buf_t ub;
+  double left;
+  int r;
+  Req *req;
+  sendrange(L, size, &start, &end);
+  if (start > end) return sendresult(L, b, start, end, 0, 0);
+  if (c == NULL) return sendresult(L, b, start, end, 0, TSK_WCLOSED);
+  left = waittime(b);
+  if (c->busy || (c->writers.head != NULL && !turn)) {  /* wait for a turn */
+    if (left == 0) return sendresult(L, b, start, end, 0, TSK_WTIMEOUT);
+    t = tsk_self(c->S);
+    tsk_checkblock(L, c->S);
+    if (turn) pushfront(&c->writers, t);
+    else tsk_queue_push(&c->writers, t);
+    refresh(c);
+    t->won = TSK_ON_SOCKET;
+    t->wobj = c;
+    t->wcancel = writer_cancel;
+    return tsk_wait(L, t, left, -1, sendk);
+  }
+  ub = uv_buf_init((char *)(uintptr_t)(data + start - 1), (unsigned)(end - start + 1));
+  r = uv_try_write((uv_stream_t *)&c->h, &ub, 1);
+  if (r >= 0) sent = (size_t)r;
+  else if (r != UV_EAGAIN) return sendresult(L, b, start, end, 0, r);
+  c->S->bytesout += sent;
+  if (sent == ub.len) {
+    if (turn) wakehead(&c->writers);
+    return sendresult(L, b, start, end, sent, 0);
+  }
+  if (left == 0) return sendresult(L, b, start, end, sent, TSK_WTIMEOUT);
+  tsk_checkblock(L, c->S);
+  if ((req = getreq(c)) == NULL) return sendresult(L, b, start, end, sent, UV_ENOMEM);
+  ub.base += sent;
+  ub.len -= (unsigned)sent;
+  r = uv_write(&req->write, (uv_stream_t *)&c->h, &ub, 1, write_cb);
+  if (r != 0) return sendresult(L, b, start, end, sent, r);
+  c->S->bytesout += ub.len;
+  c->busy = 1;
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, 1);  /* the string lives until the write is done */
+  t = tsk_self(c->S);
+  c->wowner = t;
+  refresh(c);
+  t->won = TSK_ON_SOCKET;
+  t->wobj = c;
+  t->wcancel = writer_cancel;
+  return tsk_wait(L, t, left, (lua_KContext)sent, sendk);
+}
+
+/* sock:send(data[, i[, j]]) */
+static int meth_send(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  luaL_checkstring(L, 2);
+  tsk_timeout_markstart(&b->tm);
+  lua_settop(L, 4);
+  return sendtry(L, b, 0);
+}
+
+/* --- connect ---------------------------------------------------------- */
+
+static void connect_cb(uv_connect_t *req, int status) {
+  Tcp *c = (Tcp *)req->handle;
+  if (c->cstate != C_CONNECTED || status != 0)
+    c->cstate = status == 0 ? C_DONE : C_FAILED;
+  if (status == 0) startread(c);
+  reqdone(c, status);
+}
+
+/* [-0, +(1|2)] The result of a finished connect attempt. */
+static int connected(lua_State *L, Tcp *c) {
+  if (c->cstate == C_DONE) {
+    c->cstate = C_CONNECTED;
+    lua_pushnumber(L, 1);
+    return 1;
+  }
+  c->cstate = C_NONE;
+  return tsk_sock_fail(L, c->werr);
+}
+
+static int connectnext(lua_State *L, Box *b, int i, int lasterr);
+
+/* Waiting for an attempt: ctx is the index of its address, -1 when it
+** was started by an earlier call. */
+static int connectk(lua_State *L, int status, lua_KContext ctx) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  (void)status;
+  if (b->c == NULL || t->wresult == TSK_WCLOSED) return tsk_sock_fail(L, TSK_WCLOSED);
+  if (t->wresult == TSK_WTIMEOUT) return tsk_sock_fail(L, TSK_WTIMEOUT);
+  if (t->wresult < 0) return tsk_sock_fail(L, t->wresult);
+  if (b->c->cstate == C_FAILED && ctx >= 0) {
+    b->c->cstate = C_NONE;
+    return connectnext(L, b, (int)ctx + 1, b->c->werr);
+  }
+  return connected(L, b->c);
+}
+
+static int waitconnect(lua_State *L, Box *b, int i) {
+  Tcp *c = b->c;
+  tsk_Tasklet *t = tsk_self(c->S);
+  double left = waittime(b);
+  if (left == 0) return tsk_sock_fail(L, TSK_WTIMEOUT);
+  tsk_checkblock(L, c->S);
+  c->wowner = t;
+  refresh(c);
+  t->won = TSK_ON_SOCKET;
+  t->wobj = c;
+  t->wcancel = writer_cancel;
+  return tsk_wait(L, t, left, (lua_KContext)i, connectk);
+}
+
+/* Try the i-th address of the list at index 4 (and the next ones). */
+static int connectnext(lua_State *L, Box *b, int i, int lasterr) {
+  const struct addrinfo *ai = tsk_addr_list(L, 4);
+  int k, r;
+  for (k = 0; ai != NULL && k < i; k++) ai = ai->ai_next;
+  for (; ai != NULL; ai = ai->ai_next, i++) {
+    Req *req;
+    tsk_timeout_markstart(&b->tm);
+    if (b->c != NULL && b->c->family != ai->ai_family) box_close(b);
+    if ((r = ensureblock(L, b, ai->ai_family)) != 0) {
+      lasterr = r;
+      continue;
+    }
+    if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
+    r = uv_tcp_connect(&req->connect, &b->c->h, ai->ai_addr, connect_cb);
+    if (r != 0) {
+      lasterr = r;
+      continue;
+    }
+    b->c->busy = 1;
+    b->c->cstate = C_PENDING;
+    return waitconnect(L, b, i);
+  }
+  return tsk_sock_fail(L, lasterr ? lasterr : UV_EAI_NONAME);
+}
+
+static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  (void)status; (void)ctx;
+  if (t->wresult != 0) return tsk_sock_fail(L, t->wresult);
+  if (b->c != NULL && b->c->cstate != C_NONE) {  /* someone else connected it */
+    if (b->c->cstate == C_CONNECTED) return tsk_sock_fail(L, UV_EISCONN);
+  }
+  return connectnext(L, b, 0, 0);
+}
+
+/* sock:connect(host, port) */
+static int meth_connect(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = (int)luaL_checknumber(L, 3);
+  tsk_Sched *S = tsk_upsched(L);
+  tsk_timeout_markstart(&b->tm);
+  tsk_class_set(L, 1, CLIENT);  /* even if it fails, as LuaSocket */
+  lua_settop(L, 3);
+  if (b->c != NULL) {
+    switch (b->c->cstate) {
+      case C_PENDING: {
+        struct sockaddr_storage ss;
+        int len = (int)sizeof ss;
+        if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
+        if (uv_tcp_getpeername(&b->c->h, (struct sockaddr *)&ss, &len) == 0) {
+          b->c->cstate = C_CONNECTED;  /* the kernel is done; libuv will be */
+          lua_pushnumber(L, 1);
+          return 1;
+        }
+        return waitconnect(L, b, -1);
+      }
+      case C_DONE: case C_FAILED: return connected(L, b->c);
+      case C_CONNECTED: return tsk_sock_fail(L, UV_EISCONN);
+      default: break;
+    }
+  }
+  return tsk_addr_resolve(L, S, host, port, b->family, SOCK_STREAM, 0, 0, resolvedk);
+}
+
+/* --- bind, listen, accept --------------------------------------------- */
+
+static int boundk(lua_State *L, int status, lua_KContext ctx) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  const struct addrinfo *ai;
+  int r = UV_EAI_NONAME;
+  (void)status; (void)ctx;
+  if (t->wresult != 0) return tsk_sock_fail(L, t->wresult);
+  for (ai = tsk_addr_list(L, 4); ai != NULL; ai = ai->ai_next) {
+    if (b->c != NULL && b->c->family != ai->ai_family) {
+      if (b->family != AF_UNSPEC) continue;  /* tcp4/tcp6: its own family only */
+      box_close(b);
+    }
+    if ((r = ensureblock(L, b, ai->ai_family)) != 0) continue;
+    /* bind(2) itself: libuv's bind would set SO_REUSEADDR and defer
+    ** "address already in use" to listen, unlike LuaSocket */
+    if (bind(block_fd(b->c), ai->ai_addr, ai->ai_addrlen) == 0) {
+      lua_pushnumber(L, 1);
+      return 1;
+    }
+    r = -errno;
+  }
+  return tsk_sock_fail(L, r);
+}
+
+/* master:bind(host, port) */
+static int meth_bind(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, MASTER, 1);
+  const char *host = luaL_checkstring(L, 2);
+  int port = (int)luaL_optnumber(L, 3, 0);
+  lua_settop(L, 3);
+  return tsk_addr_resolve(L, tsk_upsched(L), host, port, b->family, SOCK_STREAM, 1,
+                          0, boundk);
+}
+
+static void connection_cb(uv_stream_t *s, int status) {
+  Tcp *c = (Tcp *)s;
+  if (status < 0) c->rerr = status;
+  else c->pending = 1;
+  wakehead(&c->readers);
+}
+
+/* master:listen([backlog]) */
+static int meth_listen(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, MASTER, 1);
+  int backlog = (int)luaL_optnumber(L, 2, 32);
+  int r;
+  if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
+  r = uv_listen((uv_stream_t *)&b->c->h, backlog, connection_cb);
+  if (r != 0) return tsk_sock_fail(L, r);
+  tsk_class_set(L, 1, SERVER);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int accepttry(lua_State *L, Box *b, int head);
+
+static int acceptk(lua_State *L, int status, lua_KContext ctx) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  (void)status;
+  if (b->c == NULL || t->wresult == TSK_WCLOSED) return tsk_sock_fail(L, TSK_WCLOSED);
+  if (t->wresult == TSK_WTIMEOUT) {
+    wakehead(&b->c->readers);
+    refresh(b->c);
+    return tsk_sock_fail(L, TSK_WTIMEOUT);
+  }
+  return accepttry(L, b, (int)ctx);
+}
+
+static int accepttry(lua_State *L, Box *b, int head) {
+  Tcp *c = b->c, *nc;
+  tsk_Tasklet *t;
+  double left;
+  int r;
+  if (c == NULL) return tsk_sock_fail(L, TSK_WCLOSED);
+  if (head || c->readers.head == NULL) {
+    if (c->rerr != 0) {
+      r = c->rerr;
+      c->rerr = 0;
+      return tsk_sock_fail(L, r);
+    }
+    if (c->pending) {
+      Box *nb;
+      c->pending = 0;
+      if ((r = block_new(c->S, AF_UNSPEC, &nc)) != 0) return tsk_sock_fail(L, r);
+      if ((r = uv_accept((uv_stream_t *)&c->h, (uv_stream_t *)&nc->h)) != 0) {
+        block_close(nc);
+        if (r != UV_EAGAIN) return tsk_sock_fail(L, r);
+      }
+      else {
+        struct sockaddr_storage ss;
+        int len = (int)sizeof ss;
+        nc->cstate = C_CONNECTED;
+        nc->family = b->family;
+        if (uv_tcp_getsockname(&nc->h, (struct sockaddr *)&ss, &len) == 0)
+          nc->family = ss.ss_family;
+        nb = newbox(L, CLIENT, nc->family);
+        nb->c = nc;
+        startread(nc);
+        if (c->readers.head != NULL) wakehead(&c->readers);
+        refresh(c);
+        return 1;
+      }
+    }
+  }
+  left = waittime(b);
+  if (left == 0) return tsk_sock_fail(L, TSK_WTIMEOUT);
+  t = tsk_self(c->S);
+  tsk_checkblock(L, c->S);
+  head = head || c->readers.head == NULL;
+  if (head) pushfront(&c->readers, t);
+  else tsk_queue_push(&c->readers, t);
+  refresh(c);
+  t->won = TSK_ON_SOCKET;
+  t->wobj = c;
+  t->wcancel = reader_cancel;
+  return tsk_wait(L, t, left, (lua_KContext)head, acceptk);
+}
+
+/* server:accept() */
+static int meth_accept(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, SERVER, 1);
+  tsk_timeout_markstart(&b->tm);
+  lua_settop(L, 1);
+  return accepttry(L, b, 0);
+}
+
+/* --- the rest --------------------------------------------------------- */
+
+static int meth_close(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  box_close(b);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int meth_gc(lua_State *L) {
+  Box *b = (Box *)lua_touserdata(L, 1);
+  if (b != NULL) box_close(b);
+  return 0;
+}
+
+static int meth_shutdown(lua_State *L) {
+  static const char *const how[] = {"receive", "send", "both", NULL};
+  static const int shut[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
+  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  int i = luaL_checkoption(L, 2, "both", how);
+  int fd = block_fd(b->c);
+  if (fd >= 0) shutdown(fd, shut[i]);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int meth_getfd(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  lua_pushnumber(L, block_fd(b->c));
+  return 1;
+}
+
+/*
+** sock:setfd(fd): adopt the descriptor fd (the socket's own is closed
+** first). setfd(-1) detaches the descriptor: it stays open, and the
+** socket no longer owns it (libuv closes a handle's fd, so it is duplicated
+** back onto its number).
+*/
+static int meth_setfd(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  int fd = (int)luaL_checknumber(L, 2);
+  int old = block_fd(b->c);
+  Tcp *c;
+  if (old >= 0 && old == fd) return 0;
+  if (fd < 0 && old >= 0) {
+    int keep = dup(old);
+    box_close(b);
+    if (keep >= 0) {
+      dup2(keep, old);
+      close(keep);
+    }
+    return 0;
+  }
+  box_close(b);
+  if (fd < 0) return 0;
+  if (block_new(tsk_upsched(L), AF_UNSPEC, &c) != 0) return 0;
+  if (uv_tcp_open(&c->h, (uv_os_sock_t)fd) != 0) {
+    block_close(c);
+    return 0;
+  }
+  {
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    if (uv_tcp_getsockname(&c->h, (struct sockaddr *)&ss, &len) == 0)
+      c->family = b->family = ss.ss_family;
+    len = (int)sizeof ss;
+    if (uv_tcp_getpeername(&c->h, (struct sockaddr *)&ss, &len) == 0) {
+      c->cstate = C_CONNECTED;
+      startread(c);
+    }
+  }
+  b->c = c;
+  return 0;
+}
+
+static int meth_dirty(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  lua_pushboolean(L, b->c != NULL && tsk_buf_len(&b->c->buf) > 0);
+  return 1;
+}
+
+static int meth_getstats(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  lua_pushnumber(L, b->received);
+  lua_pushnumber(L, b->sent);
+  lua_pushnumber(L, tsk_now() - b->birthday);
+  return 3;
+}
+
+static int meth_setstats(lua_State *L) {
+  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  b->received = (double)(long)luaL_optnumber(L, 2, b->received);
+  b->sent = (double)(long)luaL_optnumber(L, 3, b->sent);
+  if (lua_isnumber(L, 4)) b->birthday = tsk_now() - lua_tonumber(L, 4);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int meth_settimeout(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  return tsk_timeout_meth_settimeout(L, &b->tm);
+}
+
+static int meth_gettimeout(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  return tsk_timeout_meth_gettimeout(L, &b->tm);
+}
+
+static int addrof(lua_State *L, int peer) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss, r;
+  if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
+  r = peer ? uv_tcp_getpeername(&b->c->h, (struct sockaddr *)&ss, &len)
+           : uv_tcp_getsockname(&b->c->h, (struct sockaddr *)&ss, &len);
+  if (r != 0) return tsk_sock_fail(L, r);
+  return tsk_addr_push(L, (struct sockaddr *)&ss, !peer);
+}
+
+static int meth_getpeername(lua_State *L) { return addrof(L, 1); }
+static int meth_getsockname(lua_State *L) { return addrof(L, 0); }
+
+static int meth_getfamily(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  lua_pushstring(L, b->family == AF_INET6 ? "inet6" : "inet4");
+  return 1;
+}
+
+/* "max-line": the longest line "*l" buffers (a tasksock extension). */
+static int set_maxline(lua_State *L, int fd, void *obj) {
+  lua_Integer n = luaL_checkinteger(L, 3);
+  (void)fd;
+  luaL_argcheck(L, n > 0 && n < (lua_Integer)TSK_BUF_MAX, 3, "out of range");
+  ((Box *)obj)->maxline = (size_t)n;
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+static int get_maxline(lua_State *L, int fd, void *obj) {
+  (void)fd;
+  lua_pushinteger(L, (lua_Integer)((Box *)obj)->maxline);
+  return 1;
+}
+
+static const tsk_Option options[] = {
+  {"keepalive", tsk_opt_set_keepalive, tsk_opt_get_keepalive},
+  {"reuseaddr", tsk_opt_set_reuseaddr, tsk_opt_get_reuseaddr},
+  {"reuseport", tsk_opt_set_reuseport, tsk_opt_get_reuseport},
+  {"tcp-nodelay", tsk_opt_set_tcpnodelay, tsk_opt_get_tcpnodelay},
+  {"tcp-keepidle", tsk_opt_set_tcpkeepidle, tsk_opt_get_tcpkeepidle},
+  {"tcp-keepcnt", tsk_opt_set_tcpkeepcnt, tsk_opt_get_tcpkeepcnt},
+  {"tcp-keepintvl", tsk_opt_set_tcpkeepintvl, tsk_opt_get_tcpkeepintvl},
+  {"ipv6-v6only", tsk_opt_set_ipv6only, tsk_opt_get_ipv6only},
+  {"linger", tsk_opt_set_linger, tsk_opt_get_linger},
+  {"recv-buffer-size", tsk_opt_set_recvbuf, tsk_opt_get_recvbuf},
+  {"send-buffer-size", tsk_opt_set_sendbuf, tsk_opt_get_sendbuf},
+  {"error", NULL, tsk_opt_get_error},
+  {"max-line", set_maxline, get_maxline},
+  {NULL, NULL, NULL}
+};
+
+static int meth_setoption(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  return tsk_opt_meth_setoption(L, options, block_fd(b->c), b);
+}
+
+static int meth_getoption(lua_State *L) {
+  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  return tsk_opt_meth_getoption(L, options, block_fd(b->c), b);
+}
+
+/* --- constructors ----------------------------------------------------- */
+
+static int create(lua_State *L, int family) {
+  Box *b = newbox(L, MASTER, family);
+  if (family != AF_UNSPEC) {
+    int r = ensureblock(L, b, family);
+    if (r != 0) return tsk_sock_fail(L, r);
+    if (family == AF_INET6) {
+      int on = 1;
+      setsockopt(block_fd(b->c), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+    }
+  }
+  return 1;
+}
+
+static int global_tcp(lua_State *L) { return create(L, AF_UNSPEC); }
+
+/* socket.gettime(): the wall clock in seconds. */
+static int global_gettime(lua_State *L) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec * 1e-6);
+  return 1;
+}
+static int global_tcp4(lua_State *L) { return create(L, AF_INET); }
+static int global_tcp6(lua_State *L) { return create(L, AF_INET6); }
+
+void tsk_tcp_open(lua_State *L) {
+  static const luaL_Reg meths[] = {
+    {"__gc", meth_gc},
+    {"__close", meth_gc},
+    {"accept", meth_accept},
+    {"bind", meth_bind},
+    {"close", meth_close},
+    {"connect", meth_connect},
+    {"dirty", meth_dirty},
+    {"getfamily", meth_getfamily},
+    {"getfd", meth_getfd},
+    {"getoption", meth_getoption},
+    {"getpeername", meth_getpeername},
+    {"getsockname", meth_getsockname},
+    {"getstats", meth_getstats},
+    {"gettimeout", meth_gettimeout},
+    {"listen", meth_listen},
+    {"receive", meth_receive},
+    {"receiveany", meth_receiveany},
+    {"send", meth_send},
+    {"setfd", meth_setfd},
+    {"setoption", meth_setoption},
+    {"setpeername", meth_connect},
+    {"setsockname", meth_bind},
+    {"setstats", meth_setstats},
+    {"settimeout", meth_settimeout},
+    {"shutdown", meth_shutdown},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"tcp", global_tcp},
+    {"tcp4", global_tcp4},
+    {"tcp6", global_tcp6},
+    {"gettime", global_gettime},
+    {NULL, NULL}
+  };
+  tsk_Sched *S = tsk_sched(L);
+  tsk_class_new(L, S, MASTER, meths);
+  tsk_class_new(L, S, CLIENT, meths);
+  tsk_class_new(L, S, SERVER, meths);
+  tsk_class_group(L, MASTER, ANY);
+  tsk_class_group(L, CLIENT, ANY);
+  tsk_class_group(L, SERVER, ANY);
+  if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* shared with udp, unix */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "_socket");
+  }
+  tsk_setfuncs(L, S, funcs);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,196 @@
+-- tasksock.socket: LuaSocket's namespace (require "socket") over tasksock,
+-- where every call that would block suspends only the calling tasklet (or,
+-- in the main chunk, runs the scheduler until it completes).
+--
+-- The C core gives the constructors (core._socket) and socket.dns
+-- (core.dns); the rest of LuaSocket's namespace is Lua, as in LuaSocket.
+local core = require "tasksock.core"
+
+local C = core._socket
+local M = {}
+
+M._VERSION = "LuaSocket 3.0.0"   -- LuaSocket's exact value: scripts test it
+M._SETSIZE = 1024
+M._DATAGRAMSIZE = 8192
+M.BLOCKSIZE = 2048
+
+-- TCP ------------------------------------------------------------------------
+
+M.tcp = C.tcp
+M.tcp4 = C.tcp4
+M.tcp6 = C.tcp6
+
+local families = { unspec = M.tcp, inet = M.tcp4, inet6 = M.tcp6 }
+
+-- connect(address, port[, laddress[, lport[, family]]]): a client or nil, err.
+function M.connect(address, port, laddress, lport, family)
+  local new = families[family or "unspec"]
+  if not new then
+    error(("bad argument #5 to 'connect' (invalid option '%s')"):format(tostring(family)), 2)
+  end
+  local sock, err = new()
+  if not sock then return nil, err end
+  local ok
+  if laddress then
+    ok, err = sock:bind(laddress, lport or 0)
+    if not ok then
+      sock:close()
+      return nil, err
+    end
+  end
+  ok, err = sock:connect(address, port)
+  if not ok then
+    sock:close()
+    return nil, err
+  end
+  return sock
+end
+
+function M.connect4(address, port, laddress, lport)
+  return M.connect(address, port, laddress, lport, "inet")
+end
+
+function M.connect6(address, port, laddress, lport)
+  return M.connect(address, port, laddress, lport, "inet6")
+end
+
+-- bind(host, port[, backlog]): a listening server (reuseaddr set) or nil, err.
+-- Each resolved address is tried in turn, as LuaSocket does.
+function M.bind(host, port, backlog)
+  if host == "*" then host = "0.0.0.0" end
+  local list, err = core.dns.getaddrinfo(host)
+  if not list then return nil, err end
+  err = "no info on address"
+  for _, alt in ipairs(list) do
+    local sock, res
+    sock, err = (alt.family == "inet" and M.tcp4 or M.tcp6)()
+    if not sock then return nil, err end
+    sock:setoption("reuseaddr", true)
+    res, err = sock:bind(alt.addr, port)
+    if res then
+      res, err = sock:listen(backlog)
+      if res then return sock end
+    end
+    sock:close()
+  end
+  return nil, err
+end
+
+-- UDP: added by udp.c's author (M.udp, M.udp4, M.udp6) -----------------------
+
+-- Unix domain sockets: added by unix.c's author --------------------------------
+
+-- DNS ------------------------------------------------------------------------
+
+M.dns = core.dns
+
+-- select: added by select's author (M.select) ----------------------------------
+
+-- time -----------------------------------------------------------------------
+
+M.sleep = core.sleep     -- blocks only the calling tasklet
+M.gettime = C.gettime    -- wall clock, seconds as a float
+
+-- helpers (LuaSocket's pure-Lua layer, written anew) -------------------------
+
+-- skip(d, ...): the arguments after the first d.
+function M.skip(d, ...)
+  if select("#", ...) <= d then return end
+  return select(d + 1, ...)
+end
+
+-- try/newtry/protect: errors raised by a try are wrapped in a table with this
+-- metatable; protect turns them back into nil, err and lets others through.
+local wrapper = { __tostring = function(e) return tostring(e[1]) end }
+
+function M.newtry(finalizer)
+  return function(ok, ...)
+    if ok then return ok, ... end
+    if finalizer then finalizer() end
+    error(setmetatable({ (...) }, wrapper), 0)
+  end
+end
+
+M.try = M.newtry()
+
+local function finish(ok, ...)
+  if ok then return ... end
+  local err = ...
+  if getmetatable(err) == wrapper then return nil, err[1] end
+  error(err, 0)
+end
+
+-- Lua 5.4's pcall lets a tasklet's wait yield through it: f may block.
+function M.protect(f)
+  return function(...) return finish(pcall(f, ...)) end
+end
+
+function M.choose(table)
+  return function(name, opt1, opt2)
+    if type(name) ~= "string" then
+      name, opt1, opt2 = "default", name, opt1
+    end
+    local f = table[name or "nil"]
+    if not f then error("unknown key (" .. tostring(name) .. ")", 3) end
+    return f(opt1, opt2)
+  end
+end
+
+local sourcet, sinkt = {}, {}
+M.sourcet, M.sinkt = sourcet, sinkt
+
+-- A callable object that select can also use (getfd, dirty).
+local function callable(sock, call)
+  return setmetatable({
+    getfd = function() return sock:getfd() end,
+    dirty = function() return sock:dirty() end,
+  }, { __call = call })
+end
+
+sinkt["close-when-done"] = function(sock)
+  return callable(sock, function(_, chunk)
+    if chunk then return sock:send(chunk) end
+    sock:close()
+    return 1
+  end)
+end
+
+sinkt["keep-open"] = function(sock)
+  return callable(sock, function(_, chunk)
+    if chunk then return sock:send(chunk) end
+    return 1
+  end)
+end
+
+sinkt["default"] = sinkt["keep-open"]
+M.sink = M.choose(sinkt)
+
+sourcet["by-length"] = function(sock, length)
+  return callable(sock, function()
+    if length <= 0 then return nil end
+    local chunk, err = sock:receive(math.min(M.BLOCKSIZE, length))
+    if err then return nil, err end
+    length = length - #chunk
+    return chunk
+  end)
+end
+
+sourcet["until-closed"] = function(sock)
+  local done = false
+  return callable(sock, function()
+    if done then return nil end
+    local chunk, err, partial = sock:receive(M.BLOCKSIZE)
+    if not err then return chunk end
+    if err == "closed" then
+      sock:close()
+      done = true
+      return partial
+    end
+    return nil, err
+  end)
+end
+
+sourcet["default"] = sourcet["until-closed"]
+M.source = M.choose(sourcet)
+
+return M
