@@ -11,6 +11,8 @@ int luaopen_tasksock_core(lua_State *L) {
   tsk_sched_open(L, S);
   tsk_tasklet_open(L);
   tsk_channel_open(L);
+  tsk_xchannel_open(L);
+  tsk_thread_open(L);
   tsk_signal_open(L);
   tsk_dns_open(L);
   tsk_tcp_open(L);

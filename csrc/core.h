@@ -195,6 +195,13 @@ void tsk_dns_open(lua_State *L);
 /* tcp/tcp4/tcp6 into the table "_socket" of the module table on top. */
 void tsk_tcp_open(lua_State *L);
 
+/* --- xchannel.c, thread.c: threads (the rest is in xwait.h) --------- */
+
+/* ts.xchannel; call before tsk_thread_open. */
+void tsk_xchannel_open(lua_State *L);
+/* ts.thread (start, pool) and ts.work. */
+void tsk_thread_open(lua_State *L);
+
 /* --- helpers (sched.c) ---------------------------------------------- */
 
 /* Read an optional timeout argument: nil or negative is -1 (forever). */
