@@ -19,7 +19,13 @@
 ** LuaSocket's layout: the metatable (registry[classname]) holds __index =
 ** method table, the group names as true, and metamethods; the method
 ** table holds class = classname.
+** The registry keys and group marks carry the prefix "tasksock.": LuaSocket
+** registers the very same class names in the same registry when both are
+** loaded in one state (the differential specs, the drop-in), and neither
+** may take the other's metatables or pass the other's group checks. The
+** metatable's __name stays the bare class name (tostring, errors).
 */
+#define CLASSKEY(buf, name) snprintf((buf), sizeof (buf), "tasksock.%s", (name))
 static int class_tostring(lua_State *L) {
   const char *name = tsk_class_name(L, 1);
   lua_pushfstring(L, "%s: %p", name ? name : "?", lua_touserdata(L, 1));
@@ -28,7 +34,11 @@ static int class_tostring(lua_State *L) {
 
 void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
                    const luaL_Reg *methods) {
-  luaL_newmetatable(L, classname);           /* mt */
+  char key[80];
+  CLASSKEY(key, classname);
+  luaL_newmetatable(L, key);                 /* mt */
+  lua_pushstring(L, classname);
+  lua_setfield(L, -2, "__name");
   lua_newtable(L);                           /* mt idx */
   lua_pushstring(L, classname);
   lua_setfield(L, -2, "class");
@@ -47,15 +57,20 @@ void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
 }
 
 void tsk_class_group(lua_State *L, const char *classname, const char *groupname) {
-  luaL_getmetatable(L, classname);
+  char key[80];
+  CLASSKEY(key, classname);
+  luaL_getmetatable(L, key);
   lua_pushboolean(L, 1);
-  lua_setfield(L, -2, groupname);
+  CLASSKEY(key, groupname);
+  lua_setfield(L, -2, key);
   lua_pop(L, 1);
 }
 
 void tsk_class_set(lua_State *L, int idx, const char *classname) {
+  char key[80];
+  CLASSKEY(key, classname);
   idx = lua_absindex(L, idx);
-  luaL_getmetatable(L, classname);
+  luaL_getmetatable(L, key);
   lua_setmetatable(L, idx);
 }
 
@@ -75,15 +90,20 @@ static void classerror(lua_State *L, const char *expected, int arg) {
 }
 
 void *tsk_class_check(lua_State *L, const char *classname, int arg) {
-  void *p = luaL_testudata(L, arg, classname);
+  char key[80];
+  void *p;
+  CLASSKEY(key, classname);
+  p = luaL_testudata(L, arg, key);
   if (p == NULL) classerror(L, classname, arg);
   return p;
 }
 
 void *tsk_class_testgroup(lua_State *L, const char *groupname, int arg) {
+  char key[80];
   void *p = NULL;
+  CLASSKEY(key, groupname);
   if (lua_type(L, arg) == LUA_TUSERDATA && lua_getmetatable(L, arg)) {
-    if (lua_getfield(L, -1, groupname) == LUA_TBOOLEAN && lua_toboolean(L, -1))
+    if (lua_getfield(L, -1, key) == LUA_TBOOLEAN && lua_toboolean(L, -1))
       p = lua_touserdata(L, arg);
     lua_pop(L, 2);
   }
@@ -372,7 +392,7 @@ int tsk_opt_get_linger(lua_State *L, int fd, void *obj) {
   lua_createtable(L, 0, 2);
   lua_pushboolean(L, li.l_onoff);
   lua_setfield(L, -2, "on");
-  lua_pushnumber(L, li.l_linger);
+  lua_pushinteger(L, li.l_linger);
   lua_setfield(L, -2, "timeout");
   return 1;
 }
