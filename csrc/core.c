@@ -15,6 +15,7 @@ int luaopen_tasksock_core(lua_State *L) {
   tsk_thread_open(L);
   tsk_signal_open(L);
   tsk_dns_open(L);
+  tsk_udp_open(L);
   tsk_tcp_open(L);
   return 1;
 }

@@ -190,6 +190,10 @@ void tsk_channel_open(lua_State *L);
 
 void tsk_dns_open(lua_State *L);
 
+/* --- udp.c: udp, udp4, udp6 into the _socket table of the module ---- */
+
+void tsk_udp_open(lua_State *L);
+
 /* --- tcp.c (shared socket pieces: socket.h, buffer.h) --------------- */
 
 /* tcp/tcp4/tcp6 into the table "_socket" of the module table on top. */
