@@ -23,7 +23,9 @@
 
 /*
 ** Create the class `classname` (e.g. "tcp{client}"): a metatable in the
-** registry under that name with __index = a table of methods (each given
+** registry under "tasksock." .. classname (LuaSocket may be loaded in the
+** same state and owns the plain names; group marks are prefixed too),
+** __name = classname, __index = a table of methods (each given
 ** S as upvalue 1, so tsk_upsched works in them), __tostring giving
 ** "classname: 0x...", __name, and the field `class` = classname.
 ** Extra metamethods (names starting with "__", e.g. __gc, __close) in

@@ -477,7 +477,7 @@ static int sendtry(lua_State *L, Box *b, int turn) {
   int r;
   Req *req;
   sendrange(L, size, &start, &end);
-  if (start > end) return sendresult(L, b, start, end, 0, 0);
+  if (start > end) return sendresult(L, b, start, start - 1, 0, 0);
   if (c == NULL) return sendresult(L, b, start, end, 0, TSK_WCLOSED);
   left = waittime(b);
   if (c->busy || (c->writers.head != NULL && !turn)) {  /* wait for a turn */
@@ -931,7 +931,7 @@ static const tsk_Option options[] = {
   {"tcp-keepidle", tsk_opt_set_tcpkeepidle, tsk_opt_get_tcpkeepidle},
   {"tcp-keepcnt", tsk_opt_set_tcpkeepcnt, tsk_opt_get_tcpkeepcnt},
   {"tcp-keepintvl", tsk_opt_set_tcpkeepintvl, tsk_opt_get_tcpkeepintvl},
-  {"ipv6-v6only", tsk_opt_set_ipv6only, tsk_opt_get_ipv6only},
+  {"ipv6-v6only", tsk_opt_set_ipv6only, NULL},  /* LuaSocket cannot read it */
   {"linger", tsk_opt_set_linger, tsk_opt_get_linger},
   {"recv-buffer-size", tsk_opt_set_recvbuf, tsk_opt_get_recvbuf},
   {"send-buffer-size", tsk_opt_set_sendbuf, tsk_opt_get_sendbuf},

@@ -7,4 +7,13 @@ for k, v in pairs(core) do M[k] = v end
 
 M._VERSION = "tasksock 0.1.0"
 
+-- ts.socket: LuaSocket's namespace (tasksock.socket), loaded on first use.
+setmetatable(M, { __index = function(t, k)
+  if k == "socket" then
+    local v = require "tasksock.socket"
+    rawset(t, k, v)
+    return v
+  end
+end })
+
 return M

@@ -76,7 +76,11 @@ function M.bind(host, port, backlog)
   return nil, err
 end
 
--- UDP: added by udp.c's author (M.udp, M.udp4, M.udp6) -----------------------
+-- UDP ------------------------------------------------------------------------
+
+M.udp = C.udp
+M.udp4 = C.udp4
+M.udp6 = C.udp6
 
 -- Unix domain sockets: added by unix.c's author --------------------------------
 
