@@ -1,0 +1,242 @@
+-- TCP with tasklets: blocking calls block only their tasklet; closing wakes
+-- the blocked; kills cancel cleanly; backpressure; no fd or handle leaks.
+local ts = require "tasksock"
+local socket = require "tasksock.socket"
+local H = require "spec.helper.luasocket_diff"
+
+-- Run body in a tasklet with a watchdog; fail if it does not end in time.
+local function run(body, limit)
+  local dog = ts.spawn(function()
+    ts.sleep(limit or 10)
+    error("watchdog: test took too long")
+  end)
+  local t = ts.spawn(body)
+  ts.spawn(function() t:join() dog:kill("done") end)
+  ts.run()
+  local ok, err = t:join()
+  assert(ok, err)
+end
+
+local function server()
+  local srv = assert(socket.bind("127.0.0.1", 0, 512))
+  local _, port = srv:getsockname()
+  return srv, port
+end
+
+describe("receive in tasklets", function()
+  it("lets hundreds of clients wait on a slow peer at once", function()
+    local N, DELAY = 200, 0.2
+    run(function()
+      local srv, port = server()
+      ts.spawn(function()
+        for _ = 1, N do
+          local c = assert(srv:accept())
+          ts.spawn(function()
+            local line = c:receive()
+            ts.sleep(DELAY)
+            c:send(line:upper() .. "\n")
+            c:close()
+          end)
+        end
+      end)
+      local done, t0 = 0, ts.now()
+      local clients = {}
+      for i = 1, N do
+        clients[i] = ts.spawn(function()
+          local c = assert(socket.connect("127.0.0.1", port))
+          assert(c:send("hello " .. i .. "\n"))
+          assert.equal("HELLO " .. i, c:receive())
+          c:close()
+          done = done + 1
+        end)
+      end
+      for _, t in ipairs(clients) do assert(t:join()) end
+      local took = ts.now() - t0
+      assert.equal(N, done)
+      assert.is_true(took < 5 * DELAY + 1, "took " .. took .. " s")
+      srv:close()
+    end)
+  end)
+
+  it("is woken with closed when another tasklet closes the socket", function()
+    run(function()
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      local got = {}
+      local r = ts.spawn(function() got.r = table.pack(a:receive()) end)
+      local x = ts.spawn(function() got.x = table.pack(srv:accept()) end)
+      ts.sleep(0.02)
+      a:close()
+      srv:close()
+      r:join() x:join()
+      assert.same({nil, "closed", "", n = 3}, got.r)
+      assert.same({nil, "closed", n = 2}, got.x)
+      c:close()
+    end)
+  end)
+
+  it("cancels cleanly when a blocked tasklet is killed", function()
+    run(function()
+      collectgarbage()
+      collectgarbage()
+      local before = ts.stats().sockets
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      local r = ts.spawn(function() return a:receive() end)
+      local x = ts.spawn(function() return srv:accept() end)
+      ts.sleep(0.02)
+      r:kill("stop") x:kill("stop")
+      r:join() x:join()
+      -- the socket still works for the next reader
+      c:send("after\n")
+      a:settimeout(1)
+      assert.equal("after", a:receive())
+      c:close() a:close() srv:close()
+      collectgarbage()
+      assert.equal(before, ts.stats().sockets)
+    end)
+  end)
+
+  it("receiveany returns what is there as soon as anything is", function()
+    run(function()
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      ts.spawn(function() ts.sleep(0.02) c:send("abc") end)
+      assert.same({"abc", nil, nil, n = 3}, table.pack(a:receiveany(10)))
+      c:send("0123456789")
+      ts.sleep(0.02)
+      assert.equal("0123", a:receiveany(4))
+      assert.equal("456789", a:receiveany(100))
+      a:settimeout(0)
+      assert.same({nil, "timeout", "", n = 3}, table.pack(a:receiveany(4)))
+      c:close()
+      a:settimeout(1)
+      assert.same({nil, "closed", "", n = 3}, table.pack(a:receiveany(4)))
+      assert.has_error(function() a:receiveany(0) end)
+      a:close() srv:close()
+    end)
+  end)
+
+  it("bounds the length of a line", function()
+    run(function()
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      assert(a:setoption("max-line", 100))
+      assert.equal(100, a:getoption("max-line"))
+      c:send(string.rep("x", 50) .. "\n" .. string.rep("y", 300) .. "\n")
+      assert.equal(string.rep("x", 50), a:receive())
+      local ok, err, partial = a:receive()
+      assert.is_nil(ok)
+      assert.equal("line too long", err)
+      assert.is_true(#partial > 100)
+      c:close() a:close() srv:close()
+    end)
+  end)
+end)
+
+describe("send in tasklets", function()
+  it("moves 64 MiB through a slow reader intact, paced by the kernel", function()
+    local BLOCK = {}
+    for i = 1, 4096 do BLOCK[i] = string.char((i * 7 + i // 256) % 256) end
+    BLOCK = table.concat(BLOCK):rep(256)  -- 1 MiB, not periodic in 4 KiB
+    local TOTAL = 64 * #BLOCK
+    run(function()
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      local sender = ts.spawn(function()
+        for i = 1, 64 do
+          -- each block starts at a different offset: order is checked
+          local piece = BLOCK:sub(i) .. BLOCK:sub(1, i - 1)
+          local last, err = c:send(piece)
+          assert(last == #piece, err)
+        end
+        c:shutdown("send")
+      end)
+      local got, blockno, off, slow = 0, 1, 0, 0
+      while true do
+        local data, err, partial = a:receive(200000)
+        data = data or partial
+        -- verify against the expected stream
+        local pos = 1
+        while pos <= #data do
+          local expect = BLOCK:sub(blockno) .. BLOCK:sub(1, blockno - 1)
+          local n = math.min(#data - pos + 1, #BLOCK - off)
+          assert(data:sub(pos, pos + n - 1) == expect:sub(off + 1, off + n),
+                 "corrupt at byte " .. got + pos)
+          pos, off = pos + n, off + n
+          if off == #BLOCK then blockno, off = blockno + 1, 0 end
+        end
+        got = got + #data
+        if err then assert.equal("closed", err) break end
+        slow = slow + 1
+        if slow % 16 == 0 then ts.sleep(0.001) end  -- a slow reader
+      end
+      assert(sender:join())
+      assert.equal(TOTAL, got)
+      c:close() a:close() srv:close()
+    end, 60)
+  end)
+
+  it("times out a send the peer does not read, without losing order", function()
+    run(function()
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      c:settimeout(0.05)
+      local big = string.rep("z", 32 * 1024 * 1024)
+      local last, err, partial = c:send(big)
+      assert.is_nil(last)
+      assert.equal("timeout", err)
+      assert.is_true(partial > 0 and partial <= #big)
+      c:close() a:close() srv:close()
+    end)
+  end)
+end)
+
+describe("the main chunk", function()
+  it("drives the loop for a blocking call outside any tasklet", function()
+    local srv, port = server()
+    local replies = {}
+    ts.spawn(function()
+      local c = assert(srv:accept())
+      replies[#replies + 1] = c:receive()
+      c:send("pong\n")
+      c:close()
+    end)
+    local c = assert(socket.connect("127.0.0.1", port))
+    c:send("ping\n")
+    assert.equal("pong", c:receive())
+    assert.same({"ping"}, replies)
+    c:close() srv:close()
+  end)
+end)
+
+describe("collection", function()
+  it("releases the fds of thousands of connections dropped without close", function()
+    local before = H.nfds()
+    local base = ts.stats().sockets
+    local srv, port = server()
+    for _ = 1, 10 do
+      local keep = {}
+      for i = 1, 200 do
+        local c = assert(socket.connect("127.0.0.1", port))
+        keep[i] = {c, srv:accept()}
+        c:send("x")  -- something in flight and read ahead
+      end
+      keep = nil  -- luacheck: ignore
+      collectgarbage()
+      collectgarbage()
+    end
+    srv:close()
+    collectgarbage()
+    collectgarbage()
+    ts.sleep(0.01)  -- close callbacks
+    assert.equal(before, H.nfds())
+    assert.equal(base, ts.stats().sockets)
+  end)
+end)
