@@ -154,7 +154,10 @@ int tsk_recv_parse(lua_State *L, int arg, size_t plen, size_t maxline, tsk_Recv 
 
 void tsk_recv_push(lua_State *L, const tsk_Recv *r, const char *prefix,
                    size_t plen, const char *p, size_t len) {
-  const char *cr = r->kind == TSK_RECV_LINE ? (const char *)memchr(p, '\r', len) : NULL;
+  const char *cr;
+  if (p == NULL) p = "";  /* no buffer yet: len is 0 */
+  if (prefix == NULL) prefix = "";
+  cr = r->kind == TSK_RECV_LINE && len > 0 ? (const char *)memchr(p, '\r', len) : NULL;
   if (cr == NULL) {
     if (plen == 0) lua_pushlstring(L, p, len);  /* the usual case: one copy */
     else {
