@@ -332,7 +332,8 @@ static void enc_value(Enc *E, int idx) {
   }
 }
 
-tsk_Msg *tsk_copy_encode(lua_State *L, int first, int n, const char *root) {
+tsk_Msg *tsk_copy_encode(lua_State *L, int first, int n, int skip,
+                         const char *root) {
   Enc *E;
   tsk_Msg *m;
   int i, base;
@@ -356,7 +357,7 @@ tsk_Msg *tsk_copy_encode(lua_State *L, int first, int n, const char *root) {
   E->chans = lua_gettop(L);
   putvarint(E, (uint64_t)n);
   for (i = 0; i < n; i++) {
-    E->rooti = n > 1 ? i + 1 : 0;
+    E->rooti = n - skip > 1 ? i + 1 - skip : 0;
     enc_value(E, first + i);
   }
   size = sizeof *m + (size_t)E->nch * sizeof(tsk_XChannel *) + E->n;

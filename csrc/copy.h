@@ -33,11 +33,13 @@ typedef struct tsk_Msg {
 
 /*
 ** Encode the n values at first.. of L's stack into a new message.
-** root names them in errors: with n == 1 it is the whole path's start
-** ("value"); with several, "root[i]". Raises on a value that cannot be
+** root names them in errors, the first skip values (which the caller
+** knows can be copied) aside: for one value it is the whole path's
+** start ("value"); for several, "root[i]". Raises on a value that cannot be
 ** copied or on memory errors, leaving nothing allocated. [-0, +0, e]
 */
-tsk_Msg *tsk_copy_encode(lua_State *L, int first, int n, const char *root);
+tsk_Msg *tsk_copy_encode(lua_State *L, int first, int n, int skip,
+                         const char *root);
 
 /* A message holding one string, made without a Lua state; NULL when out
 ** of memory. */

@@ -173,7 +173,8 @@ static int run_p(lua_State *L) {
   st = lua_pcall(L, n, LUA_MULTRET, 1);
   lua_pushboolean(L, st == LUA_OK);
   lua_replace(L, 1);           /* ok, results... | ok, err */
-  r->result = tsk_copy_encode(L, 1, lua_gettop(L), st == LUA_OK ? "result" : "error");
+  r->result = tsk_copy_encode(L, 1, lua_gettop(L), 1,
+                              st == LUA_OK ? "result" : "error");
   return 0;
 }
 
@@ -421,7 +422,7 @@ static int thread_start(lua_State *L) {
   box = (Thread **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   luaL_setmetatable(L, THREAD_MT);
-  args = tsk_copy_encode(L, 2, n - 1, "arg");  /* errors before any effect */
+  args = tsk_copy_encode(L, 2, n - 1, 0, "arg");  /* errors before any effect */
   chunk = lua_tolstring(L, -2, &len);
   th = (Thread *)calloc(1, sizeof *th);
   if (th == NULL || uv_mutex_init(&th->mu) != 0) {
@@ -647,7 +648,7 @@ static int global_work(lua_State *L) {
   Job *j;
   luaL_checkany(L, 1);
   tsk_thread_chunk(L, 1, &ispath);
-  args = tsk_copy_encode(L, 2, n - 1, "arg");
+  args = tsk_copy_encode(L, 2, n - 1, 0, "arg");
   chunk = lua_tolstring(L, -1, &len);
   if (!tsk_xcanblock(L, S)) {
     tsk_msg_free(args);

@@ -602,7 +602,7 @@ static int meth_send(lua_State *L) {
   tsk_Msg *m;
   int r;
   luaL_checkany(L, 2);
-  m = tsk_copy_encode(L, 2, 1, "value");  /* errors before any effect */
+  m = tsk_copy_encode(L, 2, 1, 0, "value");  /* errors before any effect */
   lua_settop(L, 1);
   uv_mutex_lock(&x->mu);
   r = trysend(x, m);
@@ -726,6 +726,22 @@ static int global_xchannel(lua_State *L) {
   return 1;
 }
 
+/* ts._xencode(...): the message for the values, as a string; and
+** ts._xdecode(s): its values. For tests and fuzzing of the copier. */
+static int global_xencode(lua_State *L) {
+  tsk_Msg *m = tsk_copy_encode(L, 1, lua_gettop(L), 0, "value");
+  lua_pushlstring(L, (const char *)m->data, m->len);  /* no xchannel in it */
+  tsk_msg_free(m);
+  return 1;
+}
+
+static int global_xdecode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 1);
+  return tsk_copy_decodebuf(L, (const unsigned char *)s, len, NULL, 0);
+}
+
 void tsk_xchannel_open(lua_State *L) {
   static const luaL_Reg meths[] = {
     {"send", meth_send},
@@ -761,4 +777,8 @@ void tsk_xchannel_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, global_xchannel);
   lua_setfield(L, -2, "xchannel");
+  lua_pushcfunction(L, global_xencode);
+  lua_setfield(L, -2, "_xencode");
+  lua_pushcfunction(L, global_xdecode);
+  lua_setfield(L, -2, "_xdecode");
 }
