@@ -68,7 +68,6 @@ static int meth_send(lua_State *L) {
   double timeout = tsk_opttimeout(L, 3);
   tsk_Tasklet *r, *t;
   luaL_checkany(L, 2);
-  lua_settop(L, 2);
   if (c->closed) return tsk_fail(L, "closed");
   if ((r = tsk_queue_pop(&c->receivers)) != NULL) {  /* hand it over */
     lua_pushvalue(L, 2);
@@ -104,7 +103,6 @@ static int meth_receive(lua_State *L) {
   Channel *c = checkchannel(L, 1);
   double timeout = tsk_opttimeout(L, 2);
   tsk_Tasklet *s, *t;
-  lua_settop(L, 1);
   if (c->count > 0) {
     ringpop(L, c);
     if ((s = tsk_queue_pop(&c->senders)) != NULL) {  /* its value fills the slot */
