@@ -12,7 +12,7 @@ local REQUESTS = tonumber(arg and arg[2]) or 20
 -- The server: a tasklet accepting, a tasklet per connection. Commands:
 -- "UPPER text", "ADD a b", "SLEEP s" (a slow request: other clients go on),
 -- "QUIT".
-local server = assert(socket.bind("127.0.0.1", 0))
+local server = assert(socket.bind("127.0.0.1", 0, 1024))  -- backlog: 200 connect at once
 local _, port = server:getsockname()
 print(string.format("server listening on 127.0.0.1:%s", port))
 
