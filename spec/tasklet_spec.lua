@@ -369,3 +369,37 @@ describe("errors in tasklets", function()
     assert.matches("stack traceback", e)
   end)
 end)
+
+describe("blocking where it cannot", function()
+  it("raises a clear error inside the error handler, which runs on the loop", function()
+    local got
+    ts.onerror(function()
+      local ok, err = pcall(ts.sleep, 0.01)
+      got = {ok, err}
+    end)
+    ts.spawn(function() error("x") end)
+    ts.run()
+    ts.onerror(nil)
+    assert.is_false(got[1])
+    assert.matches("attempt to block outside any tasklet while the loop runs", got[2])
+  end)
+
+  it("raises a clear error across a C-call boundary inside a tasklet", function()
+    -- string.gsub's callback cannot yield
+    local t = ts.spawn(function() ("a"):gsub("a", function() ts.sleep(0.01) end) end)
+    ts.onerror(function() end)
+    ts.run()
+    ts.onerror(nil)
+    local ok, err = t:join()
+    assert.is_false(ok)
+    assert.matches("attempt to block across a C%-call boundary", err)
+  end)
+
+  it("lets a coroutine resumed from the main chunk block: the loop is driven", function()
+    local ticks = 0
+    ts.spawn(function() for _ = 1, 3 do ticks = ticks + 1; ts.sleep(0.002) end end)
+    local co = coroutine.create(function() ts.sleep(0.02); return "woke" end)
+    assert.same({true, "woke"}, {coroutine.resume(co)})
+    assert.equal(3, ticks)
+  end)
+end)
