@@ -5,8 +5,9 @@
 #   make host       build $(BUILD)/host (examples/host.c, tasksock linked in)
 #   make run-host   build and run it
 #   make ctest      build and run the C test of tasksock.h (spec/c/)
-#   make tsan       module and host built with -fsanitize=thread into
-#                   build-tsan/; thread specs and host run with no report
+#   make tsan       module, host and C test built with -fsanitize=thread
+#                   into build-tsan/; thread specs, host and C test run
+#                   with no report
 
 _threads_saved_goal := $(.DEFAULT_GOAL)
 
@@ -49,5 +50,9 @@ tsan:
 	  $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(TSAN_BUILD)/?.so" $(THREAD_SPECS)
 	$(TSAN_ENV) LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(TSAN_BUILD)/?.so;;" \
 	  $(TSAN_BUILD)/host 2000
+	$(CC) $(subst $(OPT),$(TSAN_FLAGS),$(EMBED_CFLAGS)) -fsanitize=thread -o $(TSAN_BUILD)/embed_test \
+	  spec/c/embed_test.c $(SRCS:csrc/%.c=$(TSAN_BUILD)/obj/%.o) $(EMBED_LIBS)
+	$(TSAN_ENV) LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(TSAN_BUILD)/?.so;;" \
+	  $(TSAN_BUILD)/embed_test
 
 .DEFAULT_GOAL := $(_threads_saved_goal)

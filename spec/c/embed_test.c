@@ -364,6 +364,24 @@ static void test_lua_close_with_waiters(void) {
   tsk_xchannel_unref(x);
 }
 
+static void test_close_waits_for_threads(void) {
+  lua_State *L = newstate();
+  tsk_XChannel *x = tsk_xchannel_new(1);
+  void *p;
+  size_t len;
+  CHECK(tsk_open(L, NULL) == LUA_OK);
+  tsk_xchannel_push(L, x);
+  lua_setglobal(L, "X");
+  /* a thread nobody joins, its handle dropped: closing L waits for it */
+  CHECK(dostring(L, "local ts = require 'tasksock'\n"
+                    "ts.thread.start(\"local x = ... ; require('tasksock').sleep(0.05) ; x:send('late')\", X)\n"
+                    "collectgarbage()") == LUA_OK);
+  lua_close(L);
+  CHECK(tsk_xchannel_recv_bytes(x, &p, &len, 0) == 0 && strcmp((char *)p, "late") == 0);
+  free(p);
+  tsk_xchannel_unref(x);
+}
+
 int main(void) {
   test_open_own_loop_and_run();
   test_open_before_other_libs();
@@ -379,6 +397,7 @@ int main(void) {
   test_xchannel_rendezvous_between_c_threads();
   test_xchannel_c_thread_to_lua_tasklets();
   test_lua_close_with_waiters();
+  test_close_waits_for_threads();
   printf("embed_test: %d checks, %d failed\n", checks, failures);
   return failures != 0;
 }
