@@ -17,5 +17,6 @@ int luaopen_tasksock_core(lua_State *L) {
   tsk_dns_open(L);
   tsk_udp_open(L);
   tsk_tcp_open(L);
+  tsk_select_open(L);
   return 1;
 }

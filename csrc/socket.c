@@ -432,3 +432,55 @@ int tsk_handle_fd(const uv_handle_t *h) {
   if (h == NULL || uv_is_closing(h) || uv_fileno(h, &fd) != 0) return -1;
   return (int)fd;
 }
+
+/* === readiness (socket.select) ========================================= */
+
+#define READYKEY "tasksock.ready"
+
+void tsk_class_ready(lua_State *L, const char *classname, const tsk_Ready *r) {
+  char key[80];
+  CLASSKEY(key, classname);
+  luaL_getmetatable(L, key);
+  lua_pushlightuserdata(L, (void *)(uintptr_t)r);
+  lua_setfield(L, -2, READYKEY);
+  lua_pop(L, 1);
+}
+
+const tsk_Ready *tsk_ready_of(lua_State *L, int idx) {
+  const tsk_Ready *r = NULL;
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+    if (lua_getfield(L, -1, READYKEY) == LUA_TLIGHTUSERDATA)
+      r = (const tsk_Ready *)lua_touserdata(L, -1);
+    lua_pop(L, 2);
+  }
+  return r;
+}
+
+void tsk_watch_link(tsk_Watch **head, tsk_Watch *w, void *obj) {
+  w->obj = obj;
+  w->next = *head;
+  if (*head != NULL) (*head)->pprev = &w->next;
+  w->pprev = head;
+  *head = w;
+}
+
+void tsk_watch_unlink(tsk_Watch *w) {
+  if (w->pprev == NULL) return;
+  *w->pprev = w->next;
+  if (w->next != NULL) w->next->pprev = w->pprev;
+  w->next = NULL;
+  w->pprev = NULL;
+}
+
+void tsk_watch_fire(tsk_Watch *head) {
+  for (; head != NULL; head = head->next)
+    if (head->t != NULL) tsk_wake(head->t, TSK_WOK, NULL, 0);
+}
+
+void tsk_watch_closeall(tsk_Watch **head) {
+  tsk_Watch *w;
+  while ((w = *head) != NULL) {
+    tsk_watch_unlink(w);
+    if (w->t != NULL) tsk_wake(w->t, TSK_WOK, NULL, 0);
+  }
+}

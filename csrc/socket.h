@@ -224,4 +224,57 @@ int tsk_handle_fd(const uv_handle_t *h);
 ** "_socket" of the core module (create it if missing); socket.lua makes
 ** the LuaSocket namespace from it. */
 
+/* === readiness, for socket.select (select.c) ========================= */
+
+/*
+** select must not put a second libuv watcher on the fd of one of our own
+** sockets (libuv allows one per fd), so each socket kind answers for its
+** own objects through a tsk_Ready attached to its classes: "is it ready
+** now?" from what the kind already knows (read-ahead buffer, pending
+** connection, write in flight), and "wake this tasklet when it may have
+** become ready" through a list of tsk_Watch records that the kind fires
+** from its own libuv callbacks. One select links one tsk_Watch per
+** object and waits once; it unlinks every one of them when the wait ends
+** (woken, timed out or killed). A watcher is only a hint: select checks
+** readiness again after every wake-up.
+*/
+typedef struct tsk_Watch tsk_Watch;
+struct tsk_Watch {
+  tsk_Watch *next, **pprev;   /* in one socket's list; pprev NULL: unlinked */
+  tsk_Tasklet *t;             /* the selecting tasklet, woken by tsk_watch_fire */
+  void *obj;                  /* the kind's block the list belongs to */
+  const struct tsk_Ready *kind;
+};
+
+typedef struct tsk_Ready {
+  /* The socket at idx of L (a userdata of the kind): 1 if it is ready for
+  ** reading (write == 0) or writing (write == 1) now, else 0. A closed
+  ** socket counts as ready (the next call reports "closed"). */
+  int (*ready)(lua_State *L, int idx, int write);
+  /* Link w (w->t set) so that the socket at idx wakes w->t when it may have
+  ** become ready for the direction, starting what makes that observable
+  ** (read-ahead, a receive). Returns 0, or 1 when the kind cannot tell
+  ** (w stays unlinked; select then checks again after a short while). */
+  int (*watch)(lua_State *L, int idx, int write, tsk_Watch *w);
+  /* Unlink w (linked by watch) and stop what only it needed. */
+  void (*unwatch)(tsk_Watch *w);
+} tsk_Ready;
+
+/* Attach r to classname (the metatable field "tasksock.ready").
+** [-0, +0, m] */
+void tsk_class_ready(lua_State *L, const char *classname, const tsk_Ready *r);
+
+/* The tsk_Ready of the object at idx, or NULL if it is not one of ours. */
+const tsk_Ready *tsk_ready_of(lua_State *L, int idx);
+
+/* Link w at the head of *head with w->obj = obj; unlink it (if linked). */
+void tsk_watch_link(tsk_Watch **head, tsk_Watch *w, void *obj);
+void tsk_watch_unlink(tsk_Watch *w);
+
+/* Wake the tasklet of every watcher in the list (they stay linked). */
+void tsk_watch_fire(tsk_Watch *head);
+
+/* The object goes away: unlink every watcher and wake its tasklet. */
+void tsk_watch_closeall(tsk_Watch **head);
+
 #endif

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -48,6 +49,10 @@ typedef struct Tcp {
   tsk_Queue readers;       /* tasklets in receive/accept; the head reads */
   tsk_Queue writers;       /* tasklets waiting for their turn to write */
   tsk_Tasklet *wowner;     /* waits for the request in flight, if anyone */
+  tsk_Watch *watchers;     /* selects waiting on it (socket.h, select.c) */
+  size_t leftover;         /* bytes a receive left buffered: dirty() as in
+                              LuaSocket, where bytes read ahead since then
+                              would still be in the kernel */
   Req *req;                /* lazily allocated, reused: one at a time */
   int rerr;                /* read side ended: UV_EOF or an error */
   int werr;                /* result of the last connect or write */
@@ -83,7 +88,8 @@ static void block_close_cb(uv_handle_t *h) {
 /* Is a tasklet waiting on c? Then the handle keeps the loop alive. */
 static void refresh(Tcp *c) {
   tsk_handle_waiting((uv_handle_t *)&c->h,
-                     c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL);
+                     c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL ||
+                     c->watchers != NULL);
 }
 
 /* A new block with a descriptor of family (0 or a negative uv code). */
@@ -118,6 +124,7 @@ static void block_close(Tcp *c) {
   }
   tsk_queue_wakeall(&c->readers, TSK_WCLOSED);
   tsk_queue_wakeall(&c->writers, TSK_WCLOSED);
+  tsk_watch_closeall(&c->watchers);
   tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
   tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_close */
 }
@@ -205,6 +212,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   }
   pokereader(c);
   if (c->reading && !wantmore(c)) stopread(c);
+  tsk_watch_fire(c->watchers);
 }
 
 /* --- Lua side helpers ------------------------------------------------- */
@@ -259,6 +267,7 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
 /* The next reader's turn, and reading ahead again if it was paused. */
 static void recvdone(Tcp *c) {
   if (c == NULL) return;
+  c->leftover = tsk_buf_len(&c->buf);
   if (c->readers.head != NULL) wakehead(&c->readers);
   startread(c);
   refresh(c);
@@ -434,6 +443,7 @@ static void reqdone(Tcp *c, int status) {
   c->wowner = NULL;
   if (t != NULL) tsk_wake(t, TSK_WOK, NULL, 0);
   wakehead(&c->writers);
+  tsk_watch_fire(c->watchers);
   refresh(c);
 }
 
@@ -691,6 +701,7 @@ static void connection_cb(uv_stream_t *s, int status) {
   if (status < 0) c->rerr = status;
   else c->pending = 1;
   wakehead(&c->readers);
+  tsk_watch_fire(c->watchers);
 }
 
 /* master:listen([backlog]) */
@@ -856,7 +867,7 @@ static int meth_setfd(lua_State *L) {
 
 static int meth_dirty(lua_State *L) {
   Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
-  lua_pushboolean(L, b->c != NULL && tsk_buf_len(&b->c->buf) > 0);
+  lua_pushboolean(L, b->c != NULL && b->c->leftover > 0 && tsk_buf_len(&b->c->buf) > 0);
   return 1;
 }
 
@@ -950,6 +961,57 @@ static int meth_getoption(lua_State *L) {
   return tsk_opt_meth_getoption(L, options, block_fd(b->c), b);
 }
 
+/* --- readiness for socket.select (socket.h) ---------------------------- */
+
+/* What poll(2) says of fd now (it adds no watcher: libuv is unaffected). */
+static int pollnow(int fd, int write) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = write ? POLLOUT : POLLIN;
+  p.revents = 0;
+  if (poll(&p, 1, 0) <= 0) return 0;
+  return (p.revents & (write ? (POLLOUT | POLLERR) : (POLLIN | POLLHUP | POLLERR))) != 0;
+}
+
+static int tcp_ready(lua_State *L, int idx, int write) {
+  Box *b = (Box *)lua_touserdata(L, idx);
+  Tcp *c = b->c;
+  const char *cls = tsk_class_name(L, idx);
+  if (c == NULL) return 1;
+  if (cls != NULL && strcmp(cls, SERVER) == 0)
+    return !write && (c->pending || c->rerr != 0);
+  switch (c->cstate) {
+    case C_PENDING: return 0;
+    case C_FAILED: return 1;
+    case C_DONE: case C_CONNECTED:
+      if (write) return !c->busy;
+      return tsk_buf_len(&c->buf) > 0 || c->rerr != 0;
+    default: return pollnow(block_fd(c), write);  /* idle: the kernel knows */
+  }
+}
+
+static int tcp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
+  Box *b = (Box *)lua_touserdata(L, idx);
+  Tcp *c = b->c;
+  const char *cls = tsk_class_name(L, idx);
+  if (c == NULL) return 1;
+  if (!(cls != NULL && strcmp(cls, SERVER) == 0) &&
+      c->cstate != C_PENDING && c->cstate != C_DONE && c->cstate != C_CONNECTED)
+    return 1;
+  tsk_watch_link(&c->watchers, w, c);
+  if (!write) startread(c);
+  refresh(c);
+  return 0;
+}
+
+static void tcp_unwatch(tsk_Watch *w) {
+  Tcp *c = (Tcp *)w->obj;
+  tsk_watch_unlink(w);
+  refresh(c);
+}
+
+static const tsk_Ready tcp_readiness = {tcp_ready, tcp_watch, tcp_unwatch};
+
 /* --- constructors ----------------------------------------------------- */
 
 static int create(lua_State *L, int family) {
@@ -1020,6 +1082,9 @@ void tsk_tcp_open(lua_State *L) {
   tsk_class_group(L, MASTER, ANY);
   tsk_class_group(L, CLIENT, ANY);
   tsk_class_group(L, SERVER, ANY);
+  tsk_class_ready(L, MASTER, &tcp_readiness);
+  tsk_class_ready(L, CLIENT, &tcp_readiness);
+  tsk_class_ready(L, SERVER, &tcp_readiness);
   if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* shared with udp, unix */
     lua_pop(L, 1);
     lua_newtable(L);

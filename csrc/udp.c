@@ -48,6 +48,7 @@ typedef struct Udp {
   tsk_Sched *S;
   tsk_Queue readers;      /* tasklets waiting for a datagram, FIFO */
   int receiving;          /* uv_udp_recv_start is on */
+  tsk_Watch *watchers;    /* selects waiting for a datagram (socket.h) */
 } Udp;
 
 typedef struct Obj {
@@ -118,6 +119,7 @@ static void closesocket(Obj *o) {
   if (u == NULL) return;
   o->u = NULL;
   tsk_queue_wakeall(&u->readers, TSK_WCLOSED);
+  tsk_watch_closeall(&u->watchers);
   stopreceiving(u);
   tsk_handle_close(u->S, (uv_handle_t *)&u->h, NULL);
 }
@@ -170,6 +172,7 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                             ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
   tsk_wake(t, TSK_WOK, NULL, 0);  /* unlinks it */
 done:
+  tsk_watch_fire(u->watchers);  /* a datagram came (maybe left queued) */
   if (u->readers.head == NULL) stopreceiving(u);
 }
 
@@ -185,7 +188,7 @@ static void startreceiving(Udp *u) {
 /* wcancel: a reader timed out or was killed. */
 static void readercancel(tsk_Tasklet *t) {
   RecvBuf *rb = (RecvBuf *)t->wobj;
-  if (rb->u->readers.head == NULL) stopreceiving(rb->u);
+  if (rb->u->readers.head == NULL && rb->u->watchers == NULL) stopreceiving(rb->u);
 }
 
 /* [-0, +1] Push a buffer for a datagram of up to want bytes: the one the
@@ -763,6 +766,41 @@ static int create(lua_State *L, int family) {
   return 1;
 }
 
+/* --- readiness for socket.select (socket.h) -------------------------- */
+
+/* Readable: a datagram is queued in the kernel (we never read ahead).
+** Writable: always (sends never wait). */
+static int udp_ready(lua_State *L, int idx, int write) {
+  Obj *o = (Obj *)lua_touserdata(L, idx);
+  char c;
+  ssize_t n;
+  if (o->u == NULL || write) return 1;
+  n = recv(fdof(o), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Wait with uv_udp_recv_start: with no reader, alloc_cb offers no buffer,
+** libuv leaves the datagram queued and recv_cb fires the watchers (and
+** stops receiving: select checks again and watches anew if need be). */
+static int udp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
+  Obj *o = (Obj *)lua_touserdata(L, idx);
+  Udp *u = o->u;
+  if (u == NULL || write || !isbound(u)) return 1;
+  tsk_watch_link(&u->watchers, w, u);
+  tsk_handle_waiting((uv_handle_t *)&u->h, 1);
+  if (!u->receiving && uv_udp_recv_start(&u->h, alloc_cb, recv_cb) == 0)
+    u->receiving = 1;
+  return 0;
+}
+
+static void udp_unwatch(tsk_Watch *w) {
+  Udp *u = (Udp *)w->obj;
+  tsk_watch_unlink(w);
+  if (u->readers.head == NULL && u->watchers == NULL) stopreceiving(u);
+}
+
+static const tsk_Ready udp_readiness = {udp_ready, udp_watch, udp_unwatch};
+
 /* socket.udp(): an object whose socket is made when first needed */
 static int global_udp(lua_State *L) { return create(L, AF_UNSPEC); }
 static int global_udp4(lua_State *L) { return create(L, AF_INET); }
@@ -803,6 +841,8 @@ void tsk_udp_open(lua_State *L) {
   tsk_class_group(L, UNCONNECTED, ANY);
   tsk_class_group(L, CONNECTED, "select{able}");
   tsk_class_group(L, UNCONNECTED, "select{able}");
+  tsk_class_ready(L, CONNECTED, &udp_readiness);
+  tsk_class_ready(L, UNCONNECTED, &udp_readiness);
   if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* shared with tcp.c */
     lua_pop(L, 1);
     lua_newtable(L);

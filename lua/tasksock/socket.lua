@@ -88,7 +88,9 @@ M.udp6 = C.udp6
 
 M.dns = core.dns
 
--- select: added by select's author (M.select) ----------------------------------
+-- select: one wait on any number of objects (select.c) ------------------------
+
+M.select = C.select
 
 -- time -----------------------------------------------------------------------
 
@@ -148,7 +150,7 @@ local function callable(sock, call)
   return setmetatable({
     getfd = function() return sock:getfd() end,
     dirty = function() return sock:dirty() end,
-  }, { __call = call })
+  }, { __call = call, ["tasksock.socket"] = sock })  -- select looks through it
 end
 
 sinkt["close-when-done"] = function(sock)
