@@ -40,13 +40,17 @@ $(MODULE): $(OBJS)
 deps:
 	@sh .ci/deps.sh $(DEPS)
 
-# Every check: the specs, then the specs again under ASan+UBSan and under
-# valgrind.
+# Every check: the specs, the C embedding test and example host, then the
+# specs again under ASan+UBSan, under valgrind, and the thread parts under
+# ThreadSanitizer.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory ctest
+	@$(MAKE) --no-print-directory run-host
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
+	@$(MAKE) --no-print-directory tsan
 
 spec: all
 	$(LUAENV) $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
@@ -94,6 +98,7 @@ bench: all bench-tools
 	bash bench/echo.sh
 
 -include bench/bench.mk
+include threads.mk
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz
