@@ -20,11 +20,11 @@ HDRS      = $(wildcard csrc/*.h)
 
 # Debian packages the build and the tests need.
 DEPS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket luarocks pkg-config gcc make \
-            valgrind
+            valgrind lua-check cppcheck
 BUSTED    = $(LUA) /usr/bin/busted
 LUAENV    = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
-.PHONY: all deps test spec demo bench env clean install asan valgrind
+.PHONY: all deps test spec demo bench env clean install asan valgrind lint
 
 all: $(MODULE)
 
@@ -62,6 +62,12 @@ demo: deps
 env:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;"'
+
+# Static checks: luacheck over the Lua, cppcheck over the C.
+lint:
+	luacheck --no-color -q lua spec examples bench
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c99 \
+	  --inline-suppr -I csrc $$(pkg-config --cflags-only-I lua5.4) csrc/*.c
 
 # Where `luarocks make` (or a packager) installs: the C module, the Lua
 # files and the public embedding header.

@@ -21,7 +21,7 @@ describe("tasksock.spawn", function()
   end)
 
   it("accepts a callable table", function()
-    local obj = setmetatable({}, {__call = function(self, a) return a * 2 end})
+    local obj = setmetatable({}, {__call = function(_, a) return a * 2 end})
     local t = ts.spawn(obj, 21)
     ts.run()
     assert.same({true, 42}, {t:join()})
@@ -136,7 +136,11 @@ describe("tasklet:join", function()
 
   it("refuses to join itself", function()
     local err
-    local t = ts.spawn(function() local ok, e = pcall(function() return ts.current():join() end); err = e; return ok end)
+    local t = ts.spawn(function()
+      local ok, e = pcall(function() return ts.current():join() end)
+      err = e
+      return ok
+    end)
     ts.run()
     assert.matches("cannot join itself", err)
     assert.same({true, false}, {t:join()})
@@ -154,7 +158,7 @@ describe("tasklet:kill", function()
   it("raises at the blocking point so cleanup runs, and join reports the reason", function()
     local cleaned = false
     local t = ts.spawn(function()
-      local guard <close> = setmetatable({}, {__close = function() cleaned = true end})
+      local _guard <close> = setmetatable({}, {__close = function() cleaned = true end})
       ts.sleep(10)
     end)
     ts.yield()
