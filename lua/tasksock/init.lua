@@ -16,4 +16,8 @@ setmetatable(M, { __index = function(t, k)
   end
 end })
 
+-- The drop-in for LuaSocket (tasksock.dropin): install([opts]), uninstall().
+function M.install(opts) return require("tasksock.dropin").install(opts) end
+function M.uninstall() return require("tasksock.dropin").uninstall() end
+
 return M
