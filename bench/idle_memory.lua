@@ -1,0 +1,61 @@
+-- Memory per idle connection: N connections, each served by a tasklet
+-- blocked in receive("*l"), measured as the server process's RSS delta.
+-- The clients live in another process (Debian's LuaSocket), so only the
+-- server side is counted.
+--
+--   ulimit -n 30000; lua5.4 bench/idle_memory.lua [N]
+local ts = require "tasksock"
+local socket = require "tasksock.socket"
+
+local N = tonumber(arg[1]) or 10000
+
+local function rss()
+  for line in io.lines("/proc/self/status") do
+    local kb = line:match("^VmRSS:%s+(%d+)")
+    if kb then return tonumber(kb) * 1024 end
+  end
+end
+
+local server = assert(socket.bind("127.0.0.1", 0, 4096))
+local _, port = server:getsockname()
+
+-- the client process: N connections held open until its stdin closes
+local client = [[
+local socket = require "socket"
+local N, port = tonumber(arg[1]), tonumber(arg[2])
+local held = {}
+for i = 1, N do
+  local c = assert(socket.connect("127.0.0.1", port))
+  held[i] = c
+end
+io.stdout:write("CONNECTED\n"); io.stdout:flush()
+io.read("a")
+]]
+local path = os.tmpname()
+local f = assert(io.open(path, "w")); f:write(client); f:close()
+
+local blocked = 0
+collectgarbage(); collectgarbage()
+local before, heap0 = rss(), collectgarbage("count")
+local acceptor = ts.spawn(function()
+  for _ = 1, N do
+    local c = assert(server:accept())
+    ts.spawn(function()
+      blocked = blocked + 1
+      c:receive("*l")  -- never answered: the client sends nothing
+      c:close()
+    end)
+  end
+end)
+
+-- start the client with a pipe we can close to let it exit
+local proc = assert(io.popen(string.format("lua5.4 %s %d %d > /dev/null", path, N, port), "w"))
+while acceptor:status() ~= "dead" or blocked < N do ts.sleep(0.05) end
+collectgarbage(); collectgarbage()
+local after, heap1 = rss(), collectgarbage("count")
+print(string.format("%d idle connections, each with a tasklet blocked in receive: " ..
+  "%.0f bytes per connection (RSS delta %.1f MiB; Lua heap %.0f bytes per connection)",
+  N, (after - before) / N, (after - before) / 2^20, (heap1 - heap0) * 1024 / N))
+proc:close()
+os.remove(path)
+os.exit(0)
