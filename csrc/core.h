@@ -199,6 +199,10 @@ void tsk_udp_open(lua_State *L);
 /* tcp/tcp4/tcp6 into the table "_socket" of the module table on top. */
 void tsk_tcp_open(lua_State *L);
 
+/* --- tcp.c also: socket.unix's streams into the table "_unix" ------ */
+
+void tsk_unix_open(lua_State *L);
+
 /* --- select.c: socket.select into the table "_socket" (socket.h) --- */
 
 void tsk_select_open(lua_State *L);

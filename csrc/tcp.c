@@ -25,6 +25,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 
 #include "socket.h"
 #include "buffer.h"
@@ -42,7 +43,10 @@ typedef union Req {
 } Req;
 
 typedef struct Tcp {
-  uv_tcp_t h;              /* first: the block is freed from &h */
+  union {                  /* first: the block is freed from &h */
+    uv_tcp_t h;            /* TCP */
+    uv_pipe_t p;           /* Unix domain (family AF_UNIX) */
+  };
   tsk_Sched *S;
   tsk_Buffer buf;          /* bytes read ahead */
   tsk_Recv rpat;           /* the pattern of the head reader */
@@ -63,7 +67,14 @@ typedef struct Tcp {
   unsigned char cstate;    /* C_* */
 } Tcp;
 
+/* The class names of a stream kind: TCP or Unix domain, which share
+** everything here but addresses (socket.unix: unixstream{...}). */
+typedef struct Kind {
+  const char *master, *client, *server, *any;
+} Kind;
+
 typedef struct Box {
+  const Kind *k;
   Tcp *c;                  /* NULL: no descriptor (not yet, or closed) */
   tsk_Timeout tm;
   double birthday, received, sent;
@@ -75,6 +86,26 @@ typedef struct Box {
 #define CLIENT "tcp{client}"
 #define SERVER "tcp{server}"
 #define ANY    "tcp{any}"
+#define STREAM "stream{any}"   /* every class of both kinds */
+
+static const Kind tcpkind = {MASTER, CLIENT, SERVER, ANY};
+static const Kind unixkind = {"unixstream{master}", "unixstream{client}",
+                              "unixstream{server}", "unixstream{any}"};
+
+enum { R_MASTER, R_CLIENT, R_SERVER, R_ANY };
+
+/* The box at 1 if it is of role for its kind, else LuaSocket's argument
+** error naming the class of its kind (TCP's for anything else). */
+static void *checkbox(lua_State *L, int role) {
+  Box *b = (Box *)tsk_class_testgroup(L, STREAM, 1);
+  const Kind *k = b != NULL ? b->k : &tcpkind;
+  switch (role) {
+    case R_MASTER: return tsk_class_check(L, k->master, 1);
+    case R_CLIENT: return tsk_class_check(L, k->client, 1);
+    case R_SERVER: return tsk_class_check(L, k->server, 1);
+    default: return tsk_class_checkgroup(L, k->any, 1);
+  }
+}
 
 /* --- the block -------------------------------------------------------- */
 
@@ -98,7 +129,21 @@ static int block_new(tsk_Sched *S, int family, Tcp **out) {
   int r;
   *out = NULL;
   if (c == NULL) return UV_ENOMEM;
-  r = uv_tcp_init_ex(S->loop, &c->h, (unsigned)family);
+  if (family == AF_UNIX || family == -AF_UNIX) {  /* -AF_UNIX: no fd (accept) */
+    r = uv_pipe_init(S->loop, &c->p, 0);
+    if (r == 0 && family == AF_UNIX) {
+      int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) r = -errno;
+      else if ((r = uv_pipe_open(&c->p, fd)) != 0) close(fd);
+      if (r != 0) {  /* initialized: it must be closed, not freed */
+        tsk_handle_opened(S, (uv_handle_t *)&c->h);
+        tsk_handle_close(S, (uv_handle_t *)&c->h, NULL);
+        return r;
+      }
+    }
+    family = AF_UNIX;
+  }
+  else r = uv_tcp_init_ex(S->loop, &c->h, (unsigned)family);
   if (r != 0) {
     free(c);
     return r;
@@ -217,9 +262,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
 
 /* --- Lua side helpers ------------------------------------------------- */
 
-static Box *newbox(lua_State *L, const char *classname, int family) {
+static Box *newbox(lua_State *L, const char *classname, int family, const Kind *k) {
   Box *b = (Box *)lua_newuserdatauv(L, sizeof *b, 1);
   memset(b, 0, sizeof *b);
+  b->k = k;
   tsk_timeout_init(&b->tm, -1, -1);
   b->birthday = tsk_now();
   b->maxline = TCP_MAXLINE;
@@ -368,7 +414,7 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
 
 /* sock:receive([pattern[, prefix]]) */
 static int meth_receive(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  Box *b = (Box *)checkbox(L, R_CLIENT);
   size_t plen;
   tsk_Recv r;
   luaL_optlstring(L, 3, "", &plen);
@@ -385,7 +431,7 @@ static int meth_receive(lua_State *L) {
 
 /* sock:receiveany(max): 1..max bytes as soon as any are there. */
 static int meth_receiveany(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  Box *b = (Box *)checkbox(L, R_CLIENT);
   lua_Integer max = luaL_checkinteger(L, 2);
   tsk_Recv r;
   luaL_argcheck(L, max > 0, 2, "bad max argument");
@@ -533,7 +579,7 @@ static int sendtry(lua_State *L, Box *b, int turn) {
 
 /* sock:send(data[, i[, j]]) */
 static int meth_send(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  Box *b = (Box *)checkbox(L, R_CLIENT);
   luaL_checkstring(L, 2);
   tsk_timeout_markstart(&b->tm);
   lua_settop(L, 4);
@@ -576,6 +622,7 @@ static int connectk(lua_State *L, int status, lua_KContext ctx) {
     b->c->cstate = C_NONE;
     return connectnext(L, b, (int)ctx + 1, b->c->werr);
   }
+  if (b->c->cstate == C_DONE) tsk_class_set(L, 1, b->k->client);  /* unix */
   return connected(L, b->c);
 }
 
@@ -632,12 +679,12 @@ static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
 
 /* sock:connect(host, port) */
 static int meth_connect(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_checknumber(L, 3);
   tsk_Sched *S = tsk_upsched(L);
   tsk_timeout_markstart(&b->tm);
-  tsk_class_set(L, 1, CLIENT);  /* even if it fails, as LuaSocket */
+  tsk_class_set(L, 1, b->k->client);  /* even if it fails, as LuaSocket */
   lua_settop(L, 3);
   if (b->c != NULL) {
     switch (b->c->cstate) {
@@ -688,7 +735,7 @@ static int boundk(lua_State *L, int status, lua_KContext ctx) {
 
 /* master:bind(host, port) */
 static int meth_bind(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, MASTER, 1);
+  Box *b = (Box *)checkbox(L, R_MASTER);
   const char *host = luaL_checkstring(L, 2);
   int port = (int)luaL_optnumber(L, 3, 0);
   lua_settop(L, 3);
@@ -706,13 +753,13 @@ static void connection_cb(uv_stream_t *s, int status) {
 
 /* master:listen([backlog]) */
 static int meth_listen(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, MASTER, 1);
+  Box *b = (Box *)checkbox(L, R_MASTER);
   int backlog = (int)luaL_optnumber(L, 2, 32);
   int r;
   if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
   r = uv_listen((uv_stream_t *)&b->c->h, backlog, connection_cb);
   if (r != 0) return tsk_sock_fail(L, r);
-  tsk_class_set(L, 1, SERVER);
+  tsk_class_set(L, 1, b->k->server);
   lua_pushnumber(L, 1);
   return 1;
 }
@@ -747,7 +794,8 @@ static int accepttry(lua_State *L, Box *b, int head) {
     if (c->pending) {
       Box *nb;
       c->pending = 0;
-      if ((r = block_new(c->S, AF_UNSPEC, &nc)) != 0) return tsk_sock_fail(L, r);
+      if ((r = block_new(c->S, c->family == AF_UNIX ? -AF_UNIX : AF_UNSPEC, &nc)) != 0)
+        return tsk_sock_fail(L, r);
       if ((r = uv_accept((uv_stream_t *)&c->h, (uv_stream_t *)&nc->h)) != 0) {
         block_close(nc);
         if (r != UV_EAGAIN) return tsk_sock_fail(L, r);
@@ -757,9 +805,10 @@ static int accepttry(lua_State *L, Box *b, int head) {
         int len = (int)sizeof ss;
         nc->cstate = C_CONNECTED;
         nc->family = b->family;
-        if (uv_tcp_getsockname(&nc->h, (struct sockaddr *)&ss, &len) == 0)
+        if (nc->family != AF_UNIX &&
+            uv_tcp_getsockname(&nc->h, (struct sockaddr *)&ss, &len) == 0)
           nc->family = ss.ss_family;
-        nb = newbox(L, CLIENT, nc->family);
+        nb = newbox(L, b->k->client, nc->family, b->k);
         nb->c = nc;
         startread(nc);
         if (c->readers.head != NULL) wakehead(&c->readers);
@@ -784,7 +833,7 @@ static int accepttry(lua_State *L, Box *b, int head) {
 
 /* server:accept() */
 static int meth_accept(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, SERVER, 1);
+  Box *b = (Box *)checkbox(L, R_SERVER);
   tsk_timeout_markstart(&b->tm);
   lua_settop(L, 1);
   return accepttry(L, b, 0);
@@ -793,7 +842,7 @@ static int meth_accept(lua_State *L) {
 /* --- the rest --------------------------------------------------------- */
 
 static int meth_close(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   box_close(b);
   lua_pushnumber(L, 1);
   return 1;
@@ -808,7 +857,7 @@ static int meth_gc(lua_State *L) {
 static int meth_shutdown(lua_State *L) {
   static const char *const how[] = {"receive", "send", "both", NULL};
   static const int shut[] = {SHUT_RD, SHUT_WR, SHUT_RDWR};
-  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  Box *b = (Box *)checkbox(L, R_CLIENT);
   int i = luaL_checkoption(L, 2, "both", how);
   int fd = block_fd(b->c);
   if (fd >= 0) shutdown(fd, shut[i]);
@@ -817,7 +866,7 @@ static int meth_shutdown(lua_State *L) {
 }
 
 static int meth_getfd(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   lua_pushnumber(L, block_fd(b->c));
   return 1;
 }
@@ -829,7 +878,7 @@ static int meth_getfd(lua_State *L) {
 ** back onto its number).
 */
 static int meth_setfd(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   int fd = (int)luaL_checknumber(L, 2);
   int old = block_fd(b->c);
   Tcp *c;
@@ -866,13 +915,13 @@ static int meth_setfd(lua_State *L) {
 }
 
 static int meth_dirty(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   lua_pushboolean(L, b->c != NULL && b->c->leftover > 0 && tsk_buf_len(&b->c->buf) > 0);
   return 1;
 }
 
 static int meth_getstats(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  Box *b = (Box *)checkbox(L, R_CLIENT);
   lua_pushnumber(L, b->received);
   lua_pushnumber(L, b->sent);
   lua_pushnumber(L, tsk_now() - b->birthday);
@@ -880,7 +929,7 @@ static int meth_getstats(lua_State *L) {
 }
 
 static int meth_setstats(lua_State *L) {
-  Box *b = (Box *)tsk_class_check(L, CLIENT, 1);
+  Box *b = (Box *)checkbox(L, R_CLIENT);
   b->received = (double)(long)luaL_optnumber(L, 2, b->received);
   b->sent = (double)(long)luaL_optnumber(L, 3, b->sent);
   if (lua_isnumber(L, 4)) b->birthday = tsk_now() - lua_tonumber(L, 4);
@@ -889,17 +938,17 @@ static int meth_setstats(lua_State *L) {
 }
 
 static int meth_settimeout(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   return tsk_timeout_meth_settimeout(L, &b->tm);
 }
 
 static int meth_gettimeout(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   return tsk_timeout_meth_gettimeout(L, &b->tm);
 }
 
 static int addrof(lua_State *L, int peer) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   struct sockaddr_storage ss;
   int len = (int)sizeof ss, r;
   if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
@@ -913,7 +962,7 @@ static int meth_getpeername(lua_State *L) { return addrof(L, 1); }
 static int meth_getsockname(lua_State *L) { return addrof(L, 0); }
 
 static int meth_getfamily(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   lua_pushstring(L, b->family == AF_INET6 ? "inet6" : "inet4");
   return 1;
 }
@@ -952,12 +1001,12 @@ static const tsk_Option options[] = {
 };
 
 static int meth_setoption(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   return tsk_opt_meth_setoption(L, options, block_fd(b->c), b);
 }
 
 static int meth_getoption(lua_State *L) {
-  Box *b = (Box *)tsk_class_checkgroup(L, ANY, 1);
+  Box *b = (Box *)checkbox(L, R_ANY);
   return tsk_opt_meth_getoption(L, options, block_fd(b->c), b);
 }
 
@@ -1015,7 +1064,7 @@ static const tsk_Ready tcp_readiness = {tcp_ready, tcp_watch, tcp_unwatch};
 /* --- constructors ----------------------------------------------------- */
 
 static int create(lua_State *L, int family) {
-  Box *b = newbox(L, MASTER, family);
+  Box *b = newbox(L, MASTER, family, &tcpkind);
   if (family != AF_UNSPEC) {
     int r = ensureblock(L, b, family);
     if (r != 0) return tsk_sock_fail(L, r);
@@ -1082,6 +1131,9 @@ void tsk_tcp_open(lua_State *L) {
   tsk_class_group(L, MASTER, ANY);
   tsk_class_group(L, CLIENT, ANY);
   tsk_class_group(L, SERVER, ANY);
+  tsk_class_group(L, MASTER, STREAM);
+  tsk_class_group(L, CLIENT, STREAM);
+  tsk_class_group(L, SERVER, STREAM);
   tsk_class_ready(L, MASTER, &tcp_readiness);
   tsk_class_ready(L, CLIENT, &tcp_readiness);
   tsk_class_ready(L, SERVER, &tcp_readiness);
@@ -1093,4 +1145,158 @@ void tsk_tcp_open(lua_State *L) {
   }
   tsk_setfuncs(L, S, funcs);
   lua_pop(L, 1);
+}
+
+/* --- Unix-domain streams (socket.unix): the same sockets over uv_pipe_t,
+** with paths for addresses ------------------------------------------- */
+
+#define UNIXPATH (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+/* unix:connect(path) */
+static int meth_uconnect(lua_State *L) {
+  Box *b = (Box *)checkbox(L, R_ANY);
+  const char *path = luaL_checkstring(L, 2);
+  tsk_Sched *S = tsk_upsched(L);
+  Req *req;
+  int r;
+  tsk_timeout_markstart(&b->tm);
+  lua_settop(L, 2);
+  if (strlen(path) >= UNIXPATH) return tsk_fail(L, "path too long");
+  if ((r = ensureblock(L, b, AF_UNIX)) != 0) return tsk_sock_fail(L, r);
+  switch (b->c->cstate) {
+    case C_PENDING:
+      if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
+      return waitconnect(L, b, -1);
+    case C_DONE:
+      tsk_class_set(L, 1, b->k->client);
+      /* fall through */
+    case C_FAILED: return connected(L, b->c);
+    case C_CONNECTED: return tsk_sock_fail(L, UV_EISCONN);
+    default: break;
+  }
+  tsk_checkblock(L, S);
+  if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
+  uv_pipe_connect(&req->connect, &b->c->p, path, connect_cb);
+  b->c->busy = 1;
+  b->c->cstate = C_PENDING;
+  return waitconnect(L, b, -1);
+}
+
+/* unix:bind(path) */
+static int meth_ubind(lua_State *L) {
+  Box *b = (Box *)checkbox(L, R_MASTER);
+  const char *path = luaL_checkstring(L, 2);
+  struct sockaddr_un sa;
+  int r;
+  if (strlen(path) >= UNIXPATH) return tsk_fail(L, "path too long");
+  if ((r = ensureblock(L, b, AF_UNIX)) != 0) return tsk_sock_fail(L, r);
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path));
+  if (bind(block_fd(b->c), (struct sockaddr *)&sa, sizeof sa) != 0)
+    return tsk_sock_fail(L, -errno);
+  lua_pushnumber(L, 1);
+  return 1;
+}
+
+/* unix:getsockname(): the path ("" when unnamed) */
+static int meth_ugetsockname(lua_State *L) {
+  Box *b = (Box *)checkbox(L, R_ANY);
+  char buf[UNIXPATH + 1];
+  size_t len = sizeof buf;
+  int r;
+  if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
+  r = uv_pipe_getsockname(&b->c->p, buf, &len);
+  if (r != 0) return tsk_sock_fail(L, r);
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
+/* unix:setfd(fd): adopt fd (a connected one reads ahead). */
+static int meth_usetfd(lua_State *L) {
+  Box *b = (Box *)checkbox(L, R_ANY);
+  int fd = (int)luaL_checknumber(L, 2);
+  Tcp *c;
+  if (fd == block_fd(b->c)) return 0;
+  box_close(b);
+  if (fd < 0 || block_new(tsk_upsched(L), -AF_UNIX, &c) != 0) return 0;
+  if (uv_pipe_open(&c->p, (uv_file)fd) != 0) {
+    block_close(c);
+    return 0;
+  }
+  {
+    char buf[UNIXPATH + 1];
+    size_t len = sizeof buf;
+    if (uv_pipe_getpeername(&c->p, buf, &len) == 0) {
+      c->cstate = C_CONNECTED;
+      startread(c);
+    }
+  }
+  b->c = c;
+  return 0;
+}
+
+static const tsk_Option unixoptions[] = {
+  {"keepalive", tsk_opt_set_keepalive, NULL},
+  {"reuseaddr", tsk_opt_set_reuseaddr, NULL},
+  {"linger", tsk_opt_set_linger, NULL},
+  {NULL, NULL, NULL}
+};
+
+static int meth_usetoption(lua_State *L) {
+  Box *b = (Box *)checkbox(L, R_ANY);
+  return tsk_opt_meth_setoption(L, unixoptions, block_fd(b->c), b);
+}
+
+/* socket.unix.stream(): a master with its descriptor. */
+static int global_unixstream(lua_State *L) {
+  Box *b = newbox(L, unixkind.master, AF_UNIX, &unixkind);
+  int r = ensureblock(L, b, AF_UNIX);
+  if (r != 0) return tsk_sock_fail(L, r);
+  return 1;
+}
+
+void tsk_unix_open(lua_State *L) {
+  static const luaL_Reg meths[] = {
+    {"__gc", meth_gc},
+    {"__close", meth_gc},
+    {"accept", meth_accept},
+    {"bind", meth_ubind},
+    {"close", meth_close},
+    {"connect", meth_uconnect},
+    {"dirty", meth_dirty},
+    {"getfd", meth_getfd},
+    {"getsockname", meth_ugetsockname},
+    {"getstats", meth_getstats},
+    {"listen", meth_listen},
+    {"receive", meth_receive},
+    {"send", meth_send},
+    {"setfd", meth_usetfd},
+    {"setoption", meth_usetoption},
+    {"setpeername", meth_uconnect},
+    {"setsockname", meth_ubind},
+    {"setstats", meth_setstats},
+    {"settimeout", meth_settimeout},
+    {"shutdown", meth_shutdown},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"stream", global_unixstream},
+    {NULL, NULL}
+  };
+  tsk_Sched *S = tsk_sched(L);
+  const char *cls[3];
+  int i;
+  cls[0] = unixkind.master;
+  cls[1] = unixkind.client;
+  cls[2] = unixkind.server;
+  for (i = 0; i < 3; i++) {
+    tsk_class_new(L, S, cls[i], meths);
+    tsk_class_group(L, cls[i], unixkind.any);
+    tsk_class_group(L, cls[i], STREAM);
+    tsk_class_ready(L, cls[i], &tcp_readiness);
+  }
+  lua_newtable(L);
+  tsk_setfuncs(L, S, funcs);
+  lua_setfield(L, -2, "_unix");
 }
