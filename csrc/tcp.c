@@ -20,6 +20,7 @@
 */
 #include <errno.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 #include <poll.h>
@@ -1202,13 +1203,16 @@ static int meth_ubind(lua_State *L) {
 /* unix:getsockname(): the path ("" when unnamed) */
 static int meth_ugetsockname(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  char buf[UNIXPATH + 1];
-  size_t len = sizeof buf;
-  int r;
+  struct sockaddr_un sa;
+  socklen_t len = sizeof sa;
+  size_t off = offsetof(struct sockaddr_un, sun_path);
   if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
-  r = uv_pipe_getsockname(&b->c->p, buf, &len);
-  if (r != 0) return tsk_sock_fail(L, r);
-  lua_pushlstring(L, buf, len);
+  /* getsockname(2) itself: libuv's reads sun_path even when the kernel
+  ** filled none of it (an unnamed socket) */
+  memset(&sa, 0, sizeof sa);
+  if (getsockname(block_fd(b->c), (struct sockaddr *)&sa, &len) != 0)
+    return tsk_sock_fail(L, -errno);
+  lua_pushlstring(L, sa.sun_path, len > off ? strnlen(sa.sun_path, len - off) : 0);
   return 1;
 }
 
