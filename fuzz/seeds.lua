@@ -71,10 +71,14 @@ local seeds = {
                         chunks = {3}, stream = "ok\n"},
   ["receiveany"] = {eof = true, ops = {{kind = "any", v = 2}, {kind = "any", v = 511},
                                        {kind = "any", v = 0}}, chunks = {5, 1}, stream = "abcdef"},
-  -- reserve modes 2 and 3 force moves to the front and growth beyond 64 KiB
-  ["buffer-growth"] = {eof = true, ops = {{kind = "int", v = 3}, {kind = "all"}},
-                       chunks = {{4, 2}, {4, 2 + 4 * 63}, {4, 3 + 4 * 63}, {4, 2}},
-                       stream = "abcdefghijklmnop"},
+  -- reserve modes 2 and 3: a move to the front (after a count consumed 3
+  -- bytes), then growth with bytes consumed, beyond 64 KiB
+  ["buffer-growth"] = {eof = true, ops = {{kind = "int", v = 3}, {kind = "int", v = 3},
+                                          {kind = "all"}},
+                       chunks = {{4, 2}, {4, 2}, {4, 2 + 4 * 63}, {4, 3 + 4 * 63}, {4, 2}},
+                       stream = "abcdefghijklmnopqrst"},
+  ["line-inner-cr"] = {eof = true, ops = {{kind = "line", prefix = "p\r"}, {kind = "line"}},
+                       chunks = {2, 3}, stream = "a\rb\nc\r\rd"},
 }
 for name, t in pairs(seeds) do write(R .. name, recv(t)) end
 write(R .. "empty", "")
