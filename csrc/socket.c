@@ -16,16 +16,32 @@
 /* === classes =========================================================== */
 
 /*
-** LuaSocket's layout: the metatable (registry[classname]) holds __index =
-** method table, the group names as true, and metamethods; the method
-** table holds class = classname.
-** The registry keys and group marks carry the prefix "tasksock.": LuaSocket
-** registers the very same class names in the same registry when both are
-** loaded in one state (the differential specs, the drop-in), and neither
-** may take the other's metatables or pass the other's group checks. The
-** metatable's __name stays the bare class name (tostring, errors).
+** LuaSocket's layout, kept private: each class is a metatable holding
+** __index = the method table (which has class = classname), __name and the
+** metamethods. The metatables live in a table of our own (registry at
+** &classes_key, by class name), not under the registry's string keys, and
+** each carries its marks (its own name and its groups' names, as true) in
+** a table at &marks_key: LuaSocket registers the very same class names
+** when both are loaded in one state (the differential specs, the drop-in),
+** and neither may take the other's metatables or pass the other's checks.
+** Checks cost a metatable fetch and two look-ups by light userdata and
+** by a constant string (which Lua's API string cache resolves without
+** hashing): they run on every method call.
 */
-#define CLASSKEY(buf, name) snprintf((buf), sizeof (buf), "tasksock.%s", (name))
+static char classes_key, marks_key, ready_key;  /* addresses only */
+
+/* Push the metatable of classname (nil if there is none). */
+static void pushclass(lua_State *L, const char *classname) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &classes_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &classes_key);
+  }
+  lua_getfield(L, -1, classname);
+  lua_remove(L, -2);
+}
+
 static int class_tostring(lua_State *L) {
   const char *name = tsk_class_name(L, 1);
   lua_pushfstring(L, "%s: %p", name ? name : "?", lua_touserdata(L, 1));
@@ -34,43 +50,46 @@ static int class_tostring(lua_State *L) {
 
 void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
                    const luaL_Reg *methods) {
-  char key[80];
-  CLASSKEY(key, classname);
-  luaL_newmetatable(L, key);                 /* mt */
+  pushclass(L, classname);                   /* nil, or an old one to replace */
+  lua_pop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &classes_key);  /* classes */
+  lua_newtable(L);                           /* classes mt */
   lua_pushstring(L, classname);
   lua_setfield(L, -2, "__name");
-  lua_newtable(L);                           /* mt idx */
+  lua_createtable(L, 0, 2);                  /* its marks: itself for now */
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, classname);
+  lua_rawsetp(L, -2, &marks_key);
+  lua_newtable(L);                           /* classes mt idx */
   lua_pushstring(L, classname);
   lua_setfield(L, -2, "class");
   for (; methods->name != NULL; methods++) {
     int meta = methods->name[0] == '_' && methods->name[1] == '_';
     lua_pushlightuserdata(L, S);
-    lua_pushcclosure(L, methods->func, 1);   /* mt idx f */
+    lua_pushcclosure(L, methods->func, 1);   /* classes mt idx f */
     lua_setfield(L, meta ? -3 : -2, methods->name);
   }
-  lua_setfield(L, -2, "__index");            /* mt */
+  lua_setfield(L, -2, "__index");            /* classes mt */
   if (lua_getfield(L, -1, "__tostring") == LUA_TNIL) {
     lua_pushcfunction(L, class_tostring);
     lua_setfield(L, -3, "__tostring");
   }
-  lua_pop(L, 2);
-}
-
-void tsk_class_group(lua_State *L, const char *classname, const char *groupname) {
-  char key[80];
-  CLASSKEY(key, classname);
-  luaL_getmetatable(L, key);
-  lua_pushboolean(L, 1);
-  CLASSKEY(key, groupname);
-  lua_setfield(L, -2, key);
+  lua_pop(L, 1);
+  lua_setfield(L, -2, classname);            /* classes */
   lua_pop(L, 1);
 }
 
+void tsk_class_group(lua_State *L, const char *classname, const char *groupname) {
+  pushclass(L, classname);
+  lua_rawgetp(L, -1, &marks_key);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, groupname);
+  lua_pop(L, 2);
+}
+
 void tsk_class_set(lua_State *L, int idx, const char *classname) {
-  char key[80];
-  CLASSKEY(key, classname);
   idx = lua_absindex(L, idx);
-  luaL_getmetatable(L, key);
+  pushclass(L, classname);
   lua_setmetatable(L, idx);
 }
 
@@ -83,35 +102,41 @@ const char *tsk_class_name(lua_State *L, int idx) {
   return name;
 }
 
-static void classerror(lua_State *L, const char *expected, int arg) {
-  char msg[64];
-  snprintf(msg, sizeof msg, "%.40s expected", expected);
-  luaL_argerror(L, arg, msg);
-}
-
-void *tsk_class_check(lua_State *L, const char *classname, int arg) {
-  char key[80];
-  void *p;
-  CLASSKEY(key, classname);
-  p = luaL_testudata(L, arg, key);
-  if (p == NULL) classerror(L, classname, arg);
-  return p;
-}
-
-void *tsk_class_testgroup(lua_State *L, const char *groupname, int arg) {
-  char key[80];
+/* Does the object at arg carry the mark (its class, or a group of it)? */
+static void *testmark(lua_State *L, const char *mark, int arg) {
   void *p = NULL;
-  CLASSKEY(key, groupname);
   if (lua_type(L, arg) == LUA_TUSERDATA && lua_getmetatable(L, arg)) {
-    if (lua_getfield(L, -1, key) == LUA_TBOOLEAN && lua_toboolean(L, -1))
-      p = lua_touserdata(L, arg);
+    if (lua_rawgetp(L, -1, &marks_key) == LUA_TTABLE) {
+      if (lua_getfield(L, -1, mark) != LUA_TNIL) p = lua_touserdata(L, arg);
+      lua_pop(L, 1);
+    }
     lua_pop(L, 2);
   }
   return p;
 }
 
+int tsk_class_lmethods(lua_State *L) {
+  pushclass(L, luaL_checkstring(L, 1));
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "__index");
+  return 1;
+}
+
+static void classerror(lua_State *L, const char *expected, int arg) {
+  luaL_argerror(L, arg, lua_pushfstring(L, "%s expected", expected));
+}
+
+void *tsk_class_check(lua_State *L, const char *classname, int arg) {
+  void *p = testmark(L, classname, arg);
+  if (p == NULL) classerror(L, classname, arg);
+  return p;
+}
+
+void *tsk_class_testgroup(lua_State *L, const char *groupname, int arg) {
+  return testmark(L, groupname, arg);
+}
+
 void *tsk_class_checkgroup(lua_State *L, const char *groupname, int arg) {
-  void *p = tsk_class_testgroup(L, groupname, arg);
+  void *p = testmark(L, groupname, arg);
   if (p == NULL) classerror(L, groupname, arg);
   return p;
 }
@@ -435,21 +460,17 @@ int tsk_handle_fd(const uv_handle_t *h) {
 
 /* === readiness (socket.select) ========================================= */
 
-#define READYKEY "tasksock.ready"
-
 void tsk_class_ready(lua_State *L, const char *classname, const tsk_Ready *r) {
-  char key[80];
-  CLASSKEY(key, classname);
-  luaL_getmetatable(L, key);
+  pushclass(L, classname);
   lua_pushlightuserdata(L, (void *)(uintptr_t)r);
-  lua_setfield(L, -2, READYKEY);
+  lua_rawsetp(L, -2, &ready_key);
   lua_pop(L, 1);
 }
 
 const tsk_Ready *tsk_ready_of(lua_State *L, int idx) {
   const tsk_Ready *r = NULL;
   if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
-    if (lua_getfield(L, -1, READYKEY) == LUA_TLIGHTUSERDATA)
+    if (lua_rawgetp(L, -1, &ready_key) == LUA_TLIGHTUSERDATA)
       r = (const tsk_Ready *)lua_touserdata(L, -1);
     lua_pop(L, 2);
   }

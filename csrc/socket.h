@@ -50,6 +50,10 @@ void *tsk_class_checkgroup(lua_State *L, const char *groupname, int arg);
 /* The userdata at arg if its class belongs to groupname, else NULL. */
 void *tsk_class_testgroup(lua_State *L, const char *groupname, int arg);
 
+/* Lua: _methods(classname): the method table (__index) of one of our
+** classes, or nil (the drop-in wraps send/receive there for _DEBUG). */
+int tsk_class_lmethods(lua_State *L);
+
 /* The class name of the object at idx ("tcp{client}"), or NULL. */
 const char *tsk_class_name(lua_State *L, int idx);
 

@@ -1123,6 +1123,7 @@ void tsk_tcp_open(lua_State *L) {
     {"tcp4", global_tcp4},
     {"tcp6", global_tcp6},
     {"gettime", global_gettime},
+    {"_methods", tsk_class_lmethods},
     {NULL, NULL}
   };
   tsk_Sched *S = tsk_sched(L);

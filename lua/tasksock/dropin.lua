@@ -29,15 +29,13 @@ local function ismodule(name)
   return name == "socket" or name:sub(1, 7) == "socket."
 end
 
--- The method tables of the stream classes (send/receive live there).
+-- The method tables of the stream client classes (send/receive live there).
 local function streammethods()
-  local reg, list = debug.getregistry(), {}
-  for name, mt in pairs(reg) do
-    if type(name) == "string" and type(mt) == "table" and type(mt.__index) == "table"
-       and name:match("^tasksock%.") and name:match("{client}$")
-       and rawget(mt.__index, "send") and rawget(mt.__index, "receive") then
-      list[#list + 1] = mt.__index
-    end
+  local methods = require("tasksock.core")._socket._methods
+  local list = {}
+  for _, class in ipairs { "tcp{client}", "unixstream{client}" } do
+    local idx = methods(class)
+    if idx then list[#list + 1] = idx end
   end
   return list
 end
