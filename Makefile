@@ -20,7 +20,7 @@ HDRS      = $(wildcard csrc/*.h)
 
 # Debian packages the build and the tests need.
 DEPS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket luarocks pkg-config gcc make \
-            valgrind lua-check cppcheck
+            valgrind lua-check cppcheck clang libclang-rt-14-dev
 BUSTED    = $(LUA) /usr/bin/busted
 LUAENV    = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
@@ -41,8 +41,9 @@ deps:
 	@sh .ci/deps.sh $(DEPS)
 
 # Every check: the specs, the C embedding test and example host, then the
-# specs again under ASan+UBSan, under valgrind, and the thread parts under
-# ThreadSanitizer.
+# specs again under ASan+UBSan, under valgrind, the thread parts under
+# ThreadSanitizer, the fuzz corpora and regressions replayed, and a short
+# fuzzing run.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory spec
@@ -51,6 +52,8 @@ test: deps
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory valgrind
 	@$(MAKE) --no-print-directory tsan
+	@$(MAKE) --no-print-directory fuzz-regress
+	@$(MAKE) --no-print-directory fuzz-short
 
 spec: all
 	$(LUAENV) $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
@@ -83,7 +86,7 @@ install: $(MODULE)
 # The whole spec suite with our module built under AddressSanitizer and
 # UndefinedBehaviorSanitizer (Lua itself is Debian's: the runtime is preloaded).
 ASAN_BUILD = build-asan
-asan:
+asan: all
 	@$(MAKE) --no-print-directory all BUILD=$(ASAN_BUILD) \
 	  OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined"
@@ -105,6 +108,7 @@ bench: all bench-tools
 
 -include bench/bench.mk
 include threads.mk
+include fuzz/fuzz.mk
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -75,8 +75,9 @@ int tsk_recv_match(tsk_Recv *r, const char *p, size_t n, int eof,
         *take = *len + 1;
         return TSK_MATCH_DONE;
       }
-      if (r->scanned > r->want) {  /* no LF within the bound */
-        *len = *take = n;
+      if (r->scanned > r->want) {  /* no LF within the bound: fail with the
+                                      first want + 1 bytes, however they came */
+        *len = *take = r->want + 1;
         return TSK_MATCH_TOOLONG;
       }
       *len = *take = n;

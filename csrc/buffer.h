@@ -30,7 +30,8 @@ typedef struct tsk_Buffer {
 #define TSK_BUF_MAX   (0x7fffffffu) /* no buffer grows beyond this */
 
 #define tsk_buf_len(b) ((size_t)((b)->last - (b)->first))
-#define tsk_buf_ptr(b) ((b)->data + (b)->first)
+/* NULL (no offset applied to it) while nothing was ever allocated */
+#define tsk_buf_ptr(b) ((b)->data != NULL ? (b)->data + (b)->first : NULL)
 
 /* Make room for at least min more bytes after last (moving the unread
 ** bytes to the front or growing); *avail gets the free space. Returns

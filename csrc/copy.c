@@ -430,19 +430,32 @@ static void bad(Dec *D, const char *why) {
   for (;;) {}  /* not reached */
 }
 
-static uint64_t getvarint(Dec *D) {
-  uint64_t v = 0;
+/* Read a varint at *pp (before end) into *v: NULL, or why it is bad.
+** The one reader of both decoders (Lua values and tsk_msg_tovalue). */
+static const char *readvarint(const unsigned char **pp, const unsigned char *end,
+                              uint64_t *v) {
+  const unsigned char *p = *pp;
   int shift = 0;
+  *v = 0;
   for (;;) {
     unsigned char c;
-    if (D->p >= D->end) bad(D, "truncated number");
-    c = *D->p++;
-    if (shift == 63 && c > 1) bad(D, "number too large");
-    v |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) return v;
+    if (p >= end) return "truncated number";
+    c = *p++;
+    if (shift == 63 && c > 1) return "number too large";
+    *v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) break;
     shift += 7;
-    if (shift > 63) bad(D, "number too long");
+    if (shift > 63) return "number too long";
   }
+  *pp = p;
+  return NULL;
+}
+
+static uint64_t getvarint(Dec *D) {
+  uint64_t v;
+  const char *why = readvarint(&D->p, D->end, &v);
+  if (why != NULL) bad(D, why);
+  return v;
 }
 
 static uint32_t getu32(Dec *D) {
@@ -645,16 +658,10 @@ int tsk_msg_tovalue(const tsk_Msg *m, tsk_Value *v) {
       break;
     }
     case T_STR: {
-      uint64_t len = 0;
-      int shift = 0;
+      uint64_t len;
       char *s;
-      for (;;) {
-        if (p >= end || shift > 63) return UV_EINVAL;
-        len |= (uint64_t)(*p & 0x7f) << shift;
-        shift += 7;
-        if (!(*p++ & 0x80)) break;
-      }
-      if (len != (uint64_t)(end - p)) return UV_EINVAL;
+      if (readvarint(&p, end, &len) != NULL || len != (uint64_t)(end - p))
+        return UV_EINVAL;
       s = (char *)malloc((size_t)len + 1);
       if (s == NULL) return UV_ENOMEM;
       memcpy(s, p, (size_t)len);
