@@ -250,8 +250,8 @@ describe("socket.select in tasklets", function()
   it("times out after about the timeout and leaves no watcher behind", function()
     local c, a, srv = H.pair(S)
     local t0 = S.gettime()
-    local r, w, e
-    ts.spawn(function() r, w, e = S.select({ a }, nil, 0.1) end)
+    local r, e
+    ts.spawn(function() local _; r, _, e = S.select({ a }, nil, 0.1) end)
     ts.run()
     local dt = S.gettime() - t0
     assert.equal("timeout", e)
@@ -306,9 +306,10 @@ describe("socket.select in tasklets", function()
     assert.is_true(last[2]:getfd() >= 1024)
     local list = {}
     for i = 1, 600 do list[i] = pairs_[i][2] end
-    local r, _, e = S.select(list, nil, 0)
+    local _, _, e = S.select(list, nil, 0)
     assert.equal("timeout", e)
     ts.spawn(function() ts.sleep(0.02); last[1]:send("x") end)
+    local r
     r, _, e = S.select(list, nil, 5)
     assert.is_nil(e)
     assert.equal(1, #r)
@@ -329,7 +330,7 @@ describe("socket.select in tasklets", function()
   it("lets a select(..., 0) polling loop make progress", function()
     local c, a, srv = H.pair(S)
     c:send("x")
-    local n, r = 0, nil
+    local n, r = 0
     repeat
       n = n + 1
       r = S.select({ a }, nil, 0)

@@ -397,7 +397,10 @@ describe("the namespace", function()
       note(f(nil))
       note(fin)
       note(pcall(socket.protect(function() error("plain") end)))
-      local pick = socket.choose { a = function(x) return "A" .. x end, default = function(x) return "D" .. tostring(x) end }
+      local pick = socket.choose {
+        a = function(x) return "A" .. x end,
+        default = function(x) return "D" .. tostring(x) end,
+      }
       note(pick("a", 1), pick(2))
       note(pcall(pick, "zz"))
     end)

@@ -222,13 +222,13 @@ describe("collection", function()
     local base = ts.stats().sockets
     local srv, port = server()
     for _ = 1, 10 do
-      local keep = {}
+      local keep = {}  -- luacheck: ignore 241
       for i = 1, 200 do
         local c = assert(socket.connect("127.0.0.1", port))
         keep[i] = {c, srv:accept()}
         c:send("x")  -- something in flight and read ahead
       end
-      keep = nil  -- luacheck: ignore
+      keep = nil  -- luacheck: ignore 311
       collectgarbage()
       collectgarbage()
     end

@@ -45,6 +45,7 @@ describe("tasksock.thread.start", function()
   end)
 
   it("gives the thread its own globals and the parent's package paths", function()
+    -- luacheck: globals THREAD_SPEC_GLOBAL
     THREAD_SPEC_GLOBAL = "parent"
     local th = ts.thread.start("return THREAD_SPEC_GLOBAL, package.path, package.cpath")
     local ok, g, path, cpath = th:join(10)

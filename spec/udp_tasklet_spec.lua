@@ -147,7 +147,7 @@ describe("udp sockets", function()
     local s = C.udp()
     s:sendto("x", "127.0.0.1", 9)
     assert.is_true(ts.stats().sockets >= open0 + 1)
-    s = nil
+    s = nil  -- luacheck: ignore 311
     collectgarbage(); collectgarbage()
     ts.sleep(0.01)  -- let the close callbacks run
     assert.equal(open0, ts.stats().sockets)
