@@ -46,6 +46,7 @@ deps:
 # fuzzing run.
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory spec
 	@$(MAKE) --no-print-directory ctest
 	@$(MAKE) --no-print-directory run-host
