@@ -55,9 +55,12 @@ test: deps
 	@$(MAKE) --no-print-directory tsan
 	@$(MAKE) --no-print-directory fuzz-regress
 	@$(MAKE) --no-print-directory fuzz-short
+	@sed -n 's/^\([0-9]*\) successes \/ \([0-9]*\) failures \/ \([0-9]*\) errors.*/specs: \1 passed, \2 failed/p' \
+	  $(BUILD)/spec.log
 
 spec: all
-	$(LUAENV) $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
+	@{ $(LUAENV) timeout 1200 $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec 2>&1; \
+	   echo $$? > $(BUILD)/spec.rc; } | tee $(BUILD)/spec.log; exit $$(cat $(BUILD)/spec.rc)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

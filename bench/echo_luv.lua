@@ -24,7 +24,7 @@ assert(server:listen(1024, function(err)
     return
   end
   client:nodelay(true)
-  client:read_start(function(rerr, data)
+  client:read_start(function(_, data)
     if data then
       -- try_write returns the byte count, or nil+EAGAIN when nothing went out
       local n = client:try_write(data)
