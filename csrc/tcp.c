@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <sys/un.h>
@@ -370,6 +371,11 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   if (head || c->readers.head == NULL) {
     m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
                        c->rerr != 0, &len, &take);
+    /* "*a" succeeds only at the peer's clean close: after a reset (or a
+    ** read error) what came is the partial result of a failure, as in
+    ** LuaSocket, not a complete transfer */
+    if (m == TSK_MATCH_DONE && r->kind == TSK_RECV_ALL && c->rerr != UV_EOF)
+      m = TSK_MATCH_FAIL;
     if (m == TSK_MATCH_DONE) {
       prefix = lua_tolstring(L, 3, &plen);
       tsk_recv_push(L, r, prefix, plen, tsk_buf_ptr(&c->buf), len);
@@ -1127,6 +1133,12 @@ void tsk_tcp_open(lua_State *L) {
     {NULL, NULL}
   };
   tsk_Sched *S = tsk_sched(L);
+  struct sigaction sa;
+  /* A write to a connection the peer has reset must fail with EPIPE
+  ** ("closed"), not kill the process: ignore SIGPIPE unless someone
+  ** handles it, as LuaSocket does when it loads. */
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
   tsk_class_new(L, S, MASTER, meths);
   tsk_class_new(L, S, CLIENT, meths);
   tsk_class_new(L, S, SERVER, meths);
