@@ -103,7 +103,8 @@ struct tsk_Sched {
   int nheap, heapcap;
   uint64_t armed;          /* the deadline the timer is armed for, 0 if none */
   int inloop;              /* inside uv_run, driven by us */
-  int stopping;            /* ts.stop() was called */
+  int running;             /* inside ts.run() */
+  int stopping;            /* ts.stop() was called during ts.run() */
   int closing;             /* the Lua state is closing: wake nobody */
   int errref;              /* registry ref of the error handler, or LUA_NOREF */
   long ntasklets;          /* live (not dead) tasklets */

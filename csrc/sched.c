@@ -432,22 +432,27 @@ static int global_run(lua_State *L) {
   if (S->current != NULL || S->inloop)
     return luaL_error(L, "tasksock.run called from inside a tasklet or the loop");
   S->stopping = 0;
+  S->running = 1;
   while (S->ntasklets > 0 && !S->stopping) {
     int alive;
     S->inloop = 1;
     alive = uv_run(S->loop, UV_RUN_ONCE);
     S->inloop = 0;
-    if (!alive && S->runq.n == 0 && S->ntasklets > 0 && !S->stopping)
+    if (!alive && S->runq.n == 0 && S->ntasklets > 0 && !S->stopping) {
+      S->running = 0;
       return deadlock(L, S);
+    }
   }
-  S->stopping = 0;
+  S->running = S->stopping = 0;
   return 0;
 }
 
 static int global_stop(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
-  S->stopping = 1;
-  uv_stop(S->loop);
+  if (S->running) {  /* only ts.run() stops; a blocked main chunk waits on */
+    S->stopping = 1;
+    uv_stop(S->loop);
+  }
   return 0;
 }
 
@@ -476,6 +481,19 @@ static lua_State *coarg(lua_State *L, int wrap) {
 }
 
 static int coresume(lua_State *L, lua_State *co, int narg, int wrap);
+
+/* Is the error on top of L the kill of t (running) unwinding? A kill that
+** a pcall caught is over: an error later raised in a coroutine of t is
+** an ordinary one, for resume or wrap to report. */
+static int iskill(lua_State *L, tsk_Tasklet *t) {
+  int is;
+  if (t == NULL || !t->killing) return 0;
+  luaL_checkstack(L, 2, NULL);
+  pushreason(L, t);
+  is = lua_rawequal(L, -1, -2);
+  lua_pop(L, 1);
+  return is;
+}
 
 static int coresumek(lua_State *L, int status, lua_KContext ctx) {
   int wrap = (int)ctx;
@@ -546,7 +564,7 @@ static int coresume(lua_State *L, lua_State *co, int narg, int wrap) {
       return wrap ? nres : nres + 1;
     }
     lua_xmove(co, L, 1);  /* the error */
-    if (S->current && S->current->killing) lua_error(L);  /* a kill goes on up */
+    if (iskill(L, S->current)) lua_error(L);  /* a kill goes on up, as it is */
     return cofail(L, co, wrap, 1);
   }
 }

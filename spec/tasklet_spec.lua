@@ -407,3 +407,18 @@ describe("blocking where it cannot", function()
     assert.equal(3, ticks)
   end)
 end)
+
+describe("tasksock.stop", function()
+  it("regression: stop from a tasklet while the main chunk joins does not freeze the scheduler", function()
+    local t = ts.spawn(function() ts.stop(); ts.sleep(0.01); return "finished" end)
+    assert.same({true, "finished"}, {t:join(5)})
+  end)
+
+  it("does nothing outside ts.run: a later run runs to the end", function()
+    ts.stop()
+    local n = 0
+    ts.spawn(function() for _ = 1, 3 do n = n + 1; ts.yield() end end)
+    ts.run()
+    assert.equal(3, n)
+  end)
+end)
