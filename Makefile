@@ -108,6 +108,8 @@ valgrind: all
 
 bench: all bench-tools
 	$(LUAENV) $(LUA) bench/sched.lua
+	$(LUAENV) $(LUA) bench/threads.lua
+	$(LUAENV) $(LUA) bench/idle_memory.lua 10000
 	bash bench/echo.sh
 
 -include bench/bench.mk
