@@ -46,6 +46,10 @@ typedef struct tsk_Queue {
 /* Tasklet status, as t:status() names them. */
 enum { TSK_READY, TSK_RUNNING, TSK_BLOCKED, TSK_DEAD };
 
+/* A pending kill (t->kill): raise when resumed, or (its wait was over and
+** delivered values, which must not be lost) at its next blocking call. */
+enum { TSK_KILL_NOW = 1, TSK_KILL_LATER = 2 };
+
 /* Why a wait ended (t->wresult); negative values are libuv error codes. */
 enum { TSK_WOK = 0, TSK_WTIMEOUT = 1, TSK_WCLOSED = 2 };
 
@@ -78,7 +82,9 @@ struct tsk_Tasklet {
   lua_KContext wctx;
   uint64_t wsince;         /* uv_now() (ms, loop time) when the wait began */
   unsigned char started;   /* it has been resumed once */
-  unsigned char kill;      /* a kill is pending: raise at the next resume */
+  unsigned char kill;      /* a kill is pending: TSK_KILL_NOW raises at the
+                              next resume, TSK_KILL_LATER at the next
+                              blocking call */
   unsigned char killing;   /* a kill was raised and is unwinding */
   unsigned char killed;    /* kill() was called on it */
   unsigned char ok;        /* dead: returned (1) or failed (0) */

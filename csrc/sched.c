@@ -260,10 +260,11 @@ static int raisekill(lua_State *L, tsk_Tasklet *t) {
 }
 
 /* Every scheduler yield continues here: a kill raises, else the
-** primitive's own continuation runs. */
+** primitive's own continuation runs (a kill that came after the wait
+** delivered its values waits for the next blocking call). */
 static int waitk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Tasklet *t = (tsk_Tasklet *)ctx;
-  if (t->kill) return raisekill(L, t);
+  if (t->kill == TSK_KILL_NOW) return raisekill(L, t);
   return t->wk(L, status, t->wctx);
 }
 

@@ -212,7 +212,7 @@ static int meth_kill(lua_State *L) {
       void (*cancel)(tsk_Tasklet *) = t->wcancel;
       tsk_queue_remove(t);
       t->wcancel = NULL;
-      t->kill = 1;
+      t->kill = TSK_KILL_NOW;
       tsk_wake(t, TSK_WOK, NULL, 0);  /* unlinks the timer, queues it */
       if (cancel) cancel(t);
       break;
@@ -225,11 +225,13 @@ static int meth_kill(lua_State *L) {
         lua_xmove(L, t->L, 1);
         tsk_tasklet_finish(S, t, 0, 1);
       }
-      else {
-        if (t->nargs > 0) lua_pop(t->L, t->nargs);  /* what woke it is dropped */
-        t->nargs = 0;
-        t->kill = 1;
-      }
+      else if (t->nargs > 0)
+        /* its wait is over and delivered values (a channel's message, a
+        ** thread's results) that are its own now, and nobody else's: let
+        ** the call return them, and raise at its next blocking call */
+        t->kill = TSK_KILL_LATER;
+      else
+        t->kill = TSK_KILL_NOW;
   }
   lua_pushboolean(L, 1);
   return 1;

@@ -809,6 +809,7 @@ static int global_udp6(lua_State *L) { return create(L, AF_INET6); }
 void tsk_udp_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"__gc", meth_gc},
+    {"__close", meth_gc},
     {"close", meth_close},
     {"dirty", meth_dirty},
     {"getfamily", meth_getfamily},
