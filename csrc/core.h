@@ -229,6 +229,10 @@ double tsk_opttimeout(lua_State *L, int arg);
 /* Push nil, msg and return 2: the failure convention. */
 int tsk_fail(lua_State *L, const char *msg);
 
+/* Are the values at a and b the same (raw equality, and NaN is NaN: a kill
+** reason is recognized by it)? */
+int tsk_samevalue(lua_State *L, int a, int b);
+
 /* Register funcs with the scheduler as their one upvalue, into the table
 ** on top of the stack. */
 void tsk_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *l);

@@ -347,6 +347,15 @@ void *tsk_checkudata(lua_State *L, int arg, int up, const char *tname) {
   return p;
 }
 
+int tsk_samevalue(lua_State *L, int a, int b) {
+  lua_Number x, y;
+  if (lua_rawequal(L, a, b)) return 1;
+  if (lua_type(L, a) != LUA_TNUMBER || lua_type(L, b) != LUA_TNUMBER) return 0;
+  x = lua_tonumber(L, a);
+  y = lua_tonumber(L, b);
+  return x != x && y != y;
+}
+
 int tsk_fail(lua_State *L, const char *msg) {
   luaL_pushfail(L);
   lua_pushstring(L, msg);
@@ -491,7 +500,7 @@ static int iskill(lua_State *L, tsk_Tasklet *t) {
   if (t == NULL || !t->killing) return 0;
   luaL_checkstack(L, 2, NULL);
   pushreason(L, t);
-  is = lua_rawequal(L, -1, -2);
+  is = tsk_samevalue(L, -1, -2);
   lua_pop(L, 1);
   return is;
 }

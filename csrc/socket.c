@@ -3,6 +3,7 @@
 ** words, addresses, timeouts, the option table and handle life cycle.
 */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,17 @@ const char *tsk_sock_strerror(int err) {
     return tsk_gai_strerror(err);
   if (err < 0 && err > -4000) return strerror(-err);  /* libuv: -errno */
   return uv_strerror(err);
+}
+
+int tsk_num2int(lua_Number n) {
+  if (!(n > (lua_Number)INT_MIN - 1 && n < (lua_Number)INT_MAX + 1)) return INT_MIN;
+  return (int)n;
+}
+
+long tsk_num2long(lua_Number n) {
+  /* -(lua_Number)LONG_MIN is 2^63 exactly; LONG_MAX + 1 is not representable */
+  if (!(n >= (lua_Number)LONG_MIN && n < -(lua_Number)LONG_MIN)) return LONG_MIN;
+  return (long)n;
 }
 
 int tsk_sock_fail(lua_State *L, int err) {
@@ -359,7 +371,7 @@ int tsk_opt_getbool(lua_State *L, int fd, int level, int name) {
 }
 
 int tsk_opt_setint(lua_State *L, int fd, int level, int name) {
-  int v = (int)lua_tonumber(L, 3);  /* as LuaSocket: no check */
+  int v = tsk_num2int(lua_tonumber(L, 3));  /* as LuaSocket: no check */
   return setraw(L, fd, level, name, &v, sizeof v);
 }
 
@@ -404,7 +416,7 @@ int tsk_opt_set_linger(lua_State *L, int fd, void *obj) {
   li.l_onoff = lua_toboolean(L, -1);
   lua_getfield(L, 3, "timeout");
   if (!lua_isnumber(L, -1)) luaL_argerror(L, 3, "number 'timeout' field expected");
-  li.l_linger = (int)lua_tonumber(L, -1);
+  li.l_linger = tsk_num2int(lua_tonumber(L, -1));
   lua_pop(L, 2);
   return setraw(L, fd, SOL_SOCKET, SO_LINGER, &li, sizeof li);
 }

@@ -73,6 +73,14 @@ const char *tsk_sock_strerror(int err);
 /* Push nil, tsk_sock_strerror(err) and return 2.  [-0, +2, m] */
 int tsk_sock_fail(lua_State *L, int err);
 
+/* === numbers =========================================================== */
+
+/* A Lua number as a C int or long, as LuaSocket's casts give it on x86
+** but without their undefined behaviour: NaN and values out of range
+** become INT_MIN / LONG_MIN. */
+int tsk_num2int(lua_Number n);
+long tsk_num2long(lua_Number n);
+
 /* === addresses ========================================================= */
 
 /* Address families as LuaSocket names them: "inet", "inet6" in

@@ -85,7 +85,7 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
     lua_checkstack(co, 4);
     pushtasklet(co, t);
     lua_getiuservalue(co, -1, 3);
-    iskill = t->killed && lua_rawequal(co, -1, -3);
+    iskill = t->killed && tsk_samevalue(co, -1, -3);
     lua_pop(co, 1);
     lua_pushvalue(co, -2);
     lua_setiuservalue(co, -2, 3);          /* keep the error */

@@ -456,8 +456,8 @@ static int meth_receiveany(lua_State *L) {
 
 /* LuaSocket's index arithmetic: [start, end] of data (1-based). */
 static void sendrange(lua_State *L, size_t size, long *start, long *end) {
-  long i = (long)luaL_optnumber(L, 3, 1);
-  long j = (long)luaL_optnumber(L, 4, -1);
+  long i = tsk_num2long(luaL_optnumber(L, 3, 1));
+  long j = tsk_num2long(luaL_optnumber(L, 4, -1));
   if (i < 0) i = (long)size + i + 1;
   if (j < 0) j = (long)size + j + 1;
   if (i < 1) i = 1;
@@ -688,7 +688,7 @@ static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
 static int meth_connect(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
   const char *host = luaL_checkstring(L, 2);
-  int port = (int)luaL_checknumber(L, 3);
+  int port = tsk_num2int(luaL_checknumber(L, 3));
   tsk_Sched *S = tsk_upsched(L);
   tsk_timeout_markstart(&b->tm);
   tsk_class_set(L, 1, b->k->client);  /* even if it fails, as LuaSocket */
@@ -744,7 +744,7 @@ static int boundk(lua_State *L, int status, lua_KContext ctx) {
 static int meth_bind(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_MASTER);
   const char *host = luaL_checkstring(L, 2);
-  int port = (int)luaL_optnumber(L, 3, 0);
+  int port = tsk_num2int(luaL_optnumber(L, 3, 0));
   lua_settop(L, 3);
   return tsk_addr_resolve(L, tsk_upsched(L), host, port, b->family, SOCK_STREAM, 1,
                           0, boundk);
@@ -761,7 +761,7 @@ static void connection_cb(uv_stream_t *s, int status) {
 /* master:listen([backlog]) */
 static int meth_listen(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_MASTER);
-  int backlog = (int)luaL_optnumber(L, 2, 32);
+  int backlog = tsk_num2int(luaL_optnumber(L, 2, 32));
   int r;
   if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
   r = uv_listen((uv_stream_t *)&b->c->h, backlog, connection_cb);
@@ -856,8 +856,8 @@ static int meth_close(lua_State *L) {
 }
 
 static int meth_gc(lua_State *L) {
-  Box *b = (Box *)lua_touserdata(L, 1);
-  if (b != NULL) box_close(b);
+  Box *b = (Box *)tsk_class_testgroup(L, STREAM, 1);
+  if (b != NULL) box_close(b);  /* (NULL: called by hand on something else) */
   return 0;
 }
 
@@ -886,7 +886,7 @@ static int meth_getfd(lua_State *L) {
 */
 static int meth_setfd(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  int fd = (int)luaL_checknumber(L, 2);
+  int fd = tsk_num2int(luaL_checknumber(L, 2));
   int old = block_fd(b->c);
   Tcp *c;
   if (old >= 0 && old == fd) return 0;
@@ -937,8 +937,9 @@ static int meth_getstats(lua_State *L) {
 
 static int meth_setstats(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_CLIENT);
-  b->received = (double)(long)luaL_optnumber(L, 2, b->received);
-  b->sent = (double)(long)luaL_optnumber(L, 3, b->sent);
+  /* LuaSocket keeps them as size_t, through a (long) cast */
+  b->received = (double)(size_t)tsk_num2long(luaL_optnumber(L, 2, b->received));
+  b->sent = (double)(size_t)tsk_num2long(luaL_optnumber(L, 3, b->sent));
   if (lua_isnumber(L, 4)) b->birthday = tsk_now() - lua_tonumber(L, 4);
   lua_pushnumber(L, 1);
   return 1;
@@ -1232,7 +1233,7 @@ static int meth_ugetsockname(lua_State *L) {
 /* unix:setfd(fd): adopt fd (a connected one reads ahead). */
 static int meth_usetfd(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  int fd = (int)luaL_checknumber(L, 2);
+  int fd = tsk_num2int(luaL_checknumber(L, 2));
   Tcp *c;
   if (fd == block_fd(b->c)) return 0;
   box_close(b);

@@ -319,7 +319,10 @@ static int threads_gc(lua_State *L) {
 }
 
 static Thread *checkthread(lua_State *L, int arg) {
-  return *(Thread **)luaL_checkudata(L, arg, THREAD_MT);
+  Thread *th = *(Thread **)luaL_checkudata(L, arg, THREAD_MT);
+  /* its finalizer ran (it was reached again from another finalizer) */
+  if (th == NULL) luaL_argerror(L, arg, "thread handle already finalized");
+  return th;
 }
 
 /* Push what join returns for a finished thread. */
@@ -391,14 +394,19 @@ static int meth_join(lua_State *L) {
 }
 
 static int meth_gc(lua_State *L) {
-  Thread **box = (Thread **)lua_touserdata(L, 1);
+  Thread **box = (Thread **)luaL_testudata(L, 1, THREAD_MT);
+  if (box == NULL) return 0;  /* called by hand on something else */
   if (*box != NULL) thread_unref(*box);  /* the owner's list joins it */
   *box = NULL;
   return 0;
 }
 
 static int meth_tostring(lua_State *L) {
-  Thread *th = checkthread(L, 1);
+  Thread *th = *(Thread **)luaL_checkudata(L, 1, THREAD_MT);
+  if (th == NULL) {
+    lua_pushliteral(L, "thread (finalized)");
+    return 1;
+  }
   lua_pushfstring(L, "thread (%s): %p", isdone(th) ? "done" : "running", (void *)th);
   return 1;
 }

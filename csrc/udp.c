@@ -535,7 +535,7 @@ static int meth_getfd(lua_State *L) {
 */
 static int meth_setfd(lua_State *L) {
   Obj *o = (Obj *)tsk_class_checkgroup(L, ANY, 1);
-  int fd = (int)luaL_checknumber(L, 2);
+  int fd = tsk_num2int(luaL_checknumber(L, 2));
   int cur = fdof(o);
   if (fd == cur) return 0;
   if (cur >= 0) {  /* libuv closes its descriptor: keep the number open */
@@ -589,8 +589,8 @@ static int meth_close(lua_State *L) {
 }
 
 static int meth_gc(lua_State *L) {
-  Obj *o = (Obj *)lua_touserdata(L, 1);
-  closesocket(o);
+  Obj *o = (Obj *)tsk_class_testgroup(L, ANY, 1);
+  if (o != NULL) closesocket(o);  /* (NULL: called by hand on something else) */
   return 0;
 }
 
@@ -694,7 +694,7 @@ static int membership6(lua_State *L, int fd, int name) {
   lua_getfield(L, 3, "interface");
   if (!lua_isnil(L, -1)) {
     if (!lua_isnumber(L, -1)) luaL_argerror(L, 3, "number 'interface' field expected");
-    m.ipv6mr_interface = (unsigned)lua_tonumber(L, -1);
+    m.ipv6mr_interface = (unsigned)tsk_num2long(lua_tonumber(L, -1));
   }
   return setraw(L, fd, IPPROTO_IPV6, name, &m, sizeof m);
 }

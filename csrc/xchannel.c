@@ -531,6 +531,8 @@ tsk_XChannel *tsk_xchannel_test(lua_State *L, int idx) {
 
 static tsk_XChannel *checkx(lua_State *L, int arg) {
   tsk_XChannel **box = (tsk_XChannel **)luaL_checkudata(L, arg, TSK_XCHANNEL_MT);
+  /* its finalizer ran (it was reached again from another finalizer) */
+  if (*box == NULL) luaL_argerror(L, arg, "xchannel already finalized");
   return *box;
 }
 
@@ -563,7 +565,8 @@ void tsk_xchannel_push(lua_State *L, tsk_XChannel *x) {
 }
 
 static int x_gc(lua_State *L) {
-  tsk_XChannel **box = (tsk_XChannel **)lua_touserdata(L, 1);
+  tsk_XChannel **box = (tsk_XChannel **)luaL_testudata(L, 1, TSK_XCHANNEL_MT);
+  if (box == NULL) return 0;  /* called by hand on something else */
   tsk_xchannel_unref(*box);
   *box = NULL;
   return 0;
@@ -676,7 +679,8 @@ static int meth_receive(lua_State *L) {
 /* x:close(): wakes every waiter, on every thread, with nil, "closed";
 ** buffered messages can still be received. */
 static int meth_close(lua_State *L) {
-  tsk_xchannel_close(checkx(L, 1));
+  tsk_XChannel **box = (tsk_XChannel **)luaL_checkudata(L, 1, TSK_XCHANNEL_MT);
+  if (*box != NULL) tsk_xchannel_close(*box);  /* a finalized one: nothing to do */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -702,9 +706,14 @@ static int meth_capacity(lua_State *L) {
 }
 
 static int meth_tostring(lua_State *L) {
-  tsk_XChannel *x = checkx(L, 1);
+  tsk_XChannel **box = (tsk_XChannel **)luaL_checkudata(L, 1, TSK_XCHANNEL_MT);
+  tsk_XChannel *x = *box;
   size_t n;
   int c;
+  if (x == NULL) {
+    lua_pushfstring(L, "xchannel (finalized): %p", (void *)box);
+    return 1;
+  }
   uv_mutex_lock(&x->mu);
   n = x->count;
   c = x->closed;

@@ -72,6 +72,9 @@ end
 
 -- install([opts]): returns the namespace that now stands for "socket".
 function M.install(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #1 to 'install' (table expected, got %s)"):format(type(opts)), 2)
+  end
   opts = opts or {}
   local ns = require "tasksock.socket"
   if not installed then

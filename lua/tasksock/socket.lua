@@ -99,10 +99,21 @@ M.gettime = C.gettime    -- wall clock, seconds as a float
 
 -- helpers (LuaSocket's pure-Lua layer, written anew) -------------------------
 
--- skip(d, ...): the arguments after the first d.
-function M.skip(d, ...)
-  if select("#", ...) <= d then return end
-  return select(d + 1, ...)
+-- skip(d, ...): the arguments after the first d, as LuaSocket's C skip
+-- computes them (an integer d, taken as a C int; d = -1 keeps d itself).
+function M.skip(...)
+  local d = ...
+  local n = math.tointeger(tonumber(d))
+  if n == nil then
+    error(("bad argument #1 to 'skip' (%s)"):format(tonumber(d) and
+          "number has no integer representation" or "number expected, got " ..
+          (select("#", ...) == 0 and "no value" or type(d))), 2)
+  end
+  n = (n + 2 ^ 31) % 2 ^ 32 - 2 ^ 31  -- the int it becomes in C
+  local total = select("#", ...)       -- d and the rest
+  local keep = math.min(total, total - n - 1)
+  if keep <= 0 then return end
+  return select(total - keep + 1, ...)
 end
 
 -- try/newtry/protect: errors raised by a try are wrapped in a table with this
