@@ -381,6 +381,7 @@ describe("the public API walk", function()
       assert.is_function(FUNCS[f], f)
     end
     assert.is_true(n > 250, n .. " functions and methods")
+    print(("\n  %d module functions and methods of %d classes"):format(n, #CLASSES))
   end)
 
   it("calls every module function with wrong types, counts and numbers", function()
@@ -425,6 +426,7 @@ describe("the public API walk", function()
         if why then failures[#failures + 1] = names[i][2] .. ": " .. why end
       end
       mainfuncs = mains
+      print(("\n  %d calls"):format(#calls))
       report(failures, #calls)
     end, 120)
     -- ts.run and ts.stop: from the main chunk, outside the loop
@@ -460,6 +462,7 @@ describe("the public API walk", function()
         local why = judge(names[i][1], r)
         if why then failures[#failures + 1] = names[i][2] .. ": " .. why end
       end
+      print(("\n  %d calls"):format(#calls))
       report(failures, #calls)
     end, 120)
   end)
@@ -503,6 +506,7 @@ describe("the public API walk", function()
         local why = judge(names[i][1], r)
         if why then failures[#failures + 1] = names[i][2] .. ": " .. why end
       end
+      print(("\n  %d calls"):format(#calls))
       report(failures, #calls)
     end, 120)
   end)
@@ -555,6 +559,7 @@ describe("the public API walk", function()
         end
         if why then failures[#failures + 1] = names[i][2] .. ": " .. why end
       end
+      print(("\n  %d calls"):format(#calls))
       report(failures, #calls)
     end, 120)
   end)
