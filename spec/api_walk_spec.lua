@@ -281,16 +281,28 @@ local function judge(name, res)
   return nil
 end
 
--- Run calls (each a function returning a packed result) in tasklets of
--- their own, a batch at a time; returns one outcome per call ("hung", or
--- {ok, results...}).
+-- Run calls in tasklets of their own, a batch at a time; returns one
+-- outcome per call ("hung", or {ok, results...}). A call is a function
+-- returning its packed result, or {prep, call, done}: prep() makes what the
+-- call needs (not timed: a Unix-domain trio takes a while on a loaded
+-- machine), call(state) is timed, done(state) disposes of it.
 local function runall(calls)
   local out = {}
   local BATCH = 128
   for first = 1, #calls, BATCH do
-    local batch = {}
-    for i = first, math.min(first + BATCH - 1, #calls) do
-      batch[i] = ts.spawn(calls[i])
+    local last = math.min(first + BATCH - 1, #calls)
+    local states, preps, batch = {}, {}, {}
+    for i = first, last do
+      if type(calls[i]) == "table" then preps[i] = ts.spawn(calls[i].prep) end
+    end
+    for i, t in pairs(preps) do
+      local ok, st = t:join()
+      assert(ok, st)
+      states[i] = st
+    end
+    for i = first, last do
+      local c = calls[i]
+      batch[i] = ts.spawn(type(c) == "table" and c.call or c, states[i])
     end
     local deadline = ts.now() + DEADLINE
     ts.yield()  -- most calls are done by then
@@ -305,6 +317,9 @@ local function runall(calls)
         if r[1] then out[i] = r[2]  -- what the call returned, packed
         else out[i] = { false, r[2], n = 2 } end
       end
+    end
+    for i = first, last do
+      if type(calls[i]) == "table" then pcall(calls[i].done, states[i]) end
     end
   end
   return out
@@ -323,22 +338,27 @@ local function takeback(obj, fd)
   end
 end
 
--- A call of f with args, as the walk records it.
+-- A call of f with args, as the walk records it (setup: its self).
 local function caller(f, args, setup)
-  return function()
-    local objs = setup and setup()
-    local fd = -1
-    if objs then
-      args[1] = objs.obj
-      if type(objs.obj.getfd) == "function" then fd = objs.obj:getfd() end
-    end
-    local r = table.pack(pcall(f, table.unpack(args, 1, args.n)))
-    if objs then
-      if fd >= 0 then pcall(takeback, objs.obj, fd) end
-      pcall(objs.dispose)
-    end
-    return r
+  local function call()
+    return table.pack(pcall(f, table.unpack(args, 1, args.n)))
   end
+  if not setup then return call end
+  return {
+    prep = function()
+      local objs = setup()
+      objs.fd = type(objs.obj.getfd) == "function" and objs.obj:getfd() or -1
+      return objs
+    end,
+    call = function(objs)
+      args[1] = objs.obj
+      return call()
+    end,
+    done = function(objs)
+      if objs.fd >= 0 then pcall(takeback, objs.obj, objs.fd) end
+      pcall(objs.dispose)
+    end,
+  }
 end
 
 local function report(failures, total)
@@ -367,7 +387,7 @@ describe("the public API walk", function()
 
   it("discovers the modules' functions and the classes' methods", function()
     local n, names = 0, {}
-    for name in pairs(FUNCS) do n = n + 1 end
+    for _ in pairs(FUNCS) do n = n + 1 end
     for _, c in ipairs(CLASSES) do
       names[#names + 1] = c.name
       for _ in pairs(c.methods) do n = n + 1 end
@@ -480,8 +500,8 @@ describe("the public API walk", function()
       }
       for _, cls in ipairs(CLASSES) do
         for how, ender in pairs(enders) do
-          local m = how == "gc" and "__gc" or how
-          if not cls.methods[m] or (how == "join" and cls.name ~= "thread") then
+          local ending = how == "gc" and "__gc" or how
+          if not cls.methods[ending] or (how == "join" and cls.name ~= "thread") then
             goto next
           end
           for m, f in pairs(cls.methods) do
@@ -534,12 +554,14 @@ describe("the public API walk", function()
           end
           for _, s in ipairs(selves) do
             local make = s[2]
-            calls[#calls + 1] = function()
-              local obj, dispose = make()
-              local r = table.pack(pcall(f, obj))
-              if dispose then pcall(dispose) end
-              return r
-            end
+            calls[#calls + 1] = {
+              prep = function()
+                local obj, dispose = make()
+                return { obj = obj, dispose = dispose }
+              end,
+              call = function(st) return table.pack(pcall(f, st.obj)) end,
+              done = function(st) if st.dispose then st.dispose() end end,
+            }
             names[#calls] = { name, ("%s(self = %s)"):format(name, s[1]) }
           end
         end
@@ -659,7 +681,8 @@ describe("the public API walk", function()
     end
   end)
 
-  it("regression: out-of-range numbers become C ints as LuaSocket's casts make them, without undefined behaviour", function()
+  it("regression: out-of-range numbers become C ints as LuaSocket's casts make them, "
+     .. "without undefined behaviour", function()
     -- (int) and (long) casts of NaN, inf or 2^63: undefined in C (make asan
     -- checks float-cast-overflow); the results stay LuaSocket's on x86
     local LS = require "socket"

@@ -101,6 +101,43 @@ function F.nfds()
   return n
 end
 
+-- The open descriptors: fd number -> what it is (for messages).
+function F.fdlist()
+  local list = {}
+  local p = io.popen("ls -l /proc/" .. mypid() .. "/fd")
+  for line in p:lines() do
+    local fd, what = line:match("(%d+) %-> (.*)$")
+    if fd then list[fd] = what end
+  end
+  p:close()
+  return list
+end
+
+-- Open descriptors once two counts 5 ms apart agree (a thread of libuv's
+-- pool may hold one for a moment: getaddrinfo reads /etc/hosts, tries nscd).
+function F.stablefds()
+  local n = F.nfds()
+  for _ = 1, 40 do
+    ts.sleep(0.005)
+    local m = F.nfds()
+    if m == n then return n end
+    n = m
+  end
+  return n
+end
+
+-- Wait up to limit seconds (0.5) for the descriptor count to be n; the
+-- count last seen.
+function F.waitfds(n, limit)
+  local deadline = ts.now() + (limit or 0.5)
+  local m = F.nfds()
+  while m ~= n and ts.now() < deadline do
+    ts.sleep(0.005)
+    m = F.nfds()
+  end
+  return m
+end
+
 -- Resident set size in KiB (nil where /proc is missing).
 function F.rss()
   local f = io.open("/proc/self/status")
@@ -130,7 +167,8 @@ function F.snapshot()
   F.settle()
   local st = ts.stats()
   return {
-    fds = F.nfds(),
+    fds = F.stablefds(),
+    fdlist = F.fdlist(),
     sockets = st.sockets,
     tasklets = st.tasklets,
     kb = collectgarbage("count"),
@@ -149,7 +187,17 @@ function F.same(before, kbslack)
        now.tasklets == before.tasklets then break end
     ts.sleep(0.01)
   end
-  assert.equal(before.fds, now.fds, "descriptors")
+  if now.fds ~= before.fds then  -- say which
+    local diff = {}
+    for fd, what in pairs(before.fdlist) do
+      if now.fdlist[fd] ~= what then diff[#diff + 1] = ("-%s %s"):format(fd, what) end
+    end
+    for fd, what in pairs(now.fdlist) do
+      if before.fdlist[fd] ~= what then diff[#diff + 1] = ("+%s %s"):format(fd, what) end
+    end
+    table.sort(diff)
+    assert.equal(before.fds, now.fds, "descriptors: " .. table.concat(diff, ", "))
+  end
   assert.equal(before.sockets, now.sockets, "open sockets")
   assert.equal(before.tasklets, now.tasklets, "live tasklets")
   if kbslack then
