@@ -108,7 +108,9 @@ valgrind: all
 	  --errors-for-leak-kinds=definite --suppressions=.ci/valgrind.supp \
 	  $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
 
+BENCH_DEPS = lua-luv lua-cqueues util-linux
 bench: all bench-tools
+	@sh .ci/deps.sh $(BENCH_DEPS)
 	$(LUAENV) $(LUA) bench/sched.lua
 	$(LUAENV) $(LUA) bench/threads.lua
 	$(LUAENV) $(LUA) bench/idle_memory.lua 10000
