@@ -777,7 +777,6 @@ void tsk_thread_open(lua_State *L) {
   tsk_Hub *h = tsk_hub(L);
   ThreadList *tl;
   Pool *P;
-  const luaL_Reg *r;
   /* the list first: at close it is collected after the handles, and it
      waits for the threads */
   tl = (ThreadList *)lua_newuserdatauv(L, sizeof *tl, 0);
@@ -788,20 +787,7 @@ void tsk_thread_open(lua_State *L) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, THREADS_KEY);
   P = pool_new(L);
-  luaL_newmetatable(L, THREAD_MT);
-  lua_pushcfunction(L, meth_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, meth_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  for (r = meths; r->name != NULL; r++) {
-    lua_pushlightuserdata(L, S);
-    lua_pushlightuserdata(L, h);
-    lua_pushcclosure(L, r->func, 2);
-    lua_setfield(L, -2, r->name);
-  }
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  tsk_xclass_new(L, THREAD_MT, meth_tostring, meth_gc, meths, S, h);
   lua_newtable(L);  /* ts.thread */
   lua_pushlightuserdata(L, S);
   lua_pushlightuserdata(L, h);

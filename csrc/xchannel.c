@@ -389,6 +389,24 @@ int tsk_xchannel_close(tsk_XChannel *x) {
 
 /* --- waiting from C threads ----------------------------------------- */
 
+void tsk_xclass_new(lua_State *L, const char *name, lua_CFunction tostring,
+                    lua_CFunction gc, const luaL_Reg *meths, tsk_Sched *S, tsk_Hub *h) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  for (; meths->name != NULL; meths++) {
+    lua_pushlightuserdata(L, S);
+    lua_pushlightuserdata(L, h);
+    lua_pushcclosure(L, meths->func, 2);
+    lua_setfield(L, -2, meths->name);
+  }
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 int tsk_xchannel_sendmsg(tsk_XChannel *x, tsk_Msg *m, double timeout) {
   uint64_t start = uv_hrtime();
   tsk_XWaiter w;
@@ -763,27 +781,13 @@ void tsk_xchannel_open(lua_State *L) {
   };
   tsk_Sched *S = tsk_sched(L);
   tsk_Hub *h = hub_new(L, S);
-  const luaL_Reg *r;
   lua_newtable(L);  /* the cache: one userdata per xchannel per state */
   lua_newtable(L);
   lua_pushliteral(L, "v");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
-  luaL_newmetatable(L, TSK_XCHANNEL_MT);
-  lua_pushcfunction(L, meth_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, x_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  for (r = meths; r->name != NULL; r++) {
-    lua_pushlightuserdata(L, S);
-    lua_pushlightuserdata(L, h);
-    lua_pushcclosure(L, r->func, 2);
-    lua_setfield(L, -2, r->name);
-  }
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  tsk_xclass_new(L, TSK_XCHANNEL_MT, meth_tostring, x_gc, meths, S, h);
   lua_pushcfunction(L, global_xchannel);
   lua_setfield(L, -2, "xchannel");
   lua_pushcfunction(L, global_xencode);

@@ -109,6 +109,11 @@ int tsk_condwait(uv_cond_t *c, uv_mutex_t *m, double timeout, uint64_t start);
 
 /* Send m (consumed in every case) / receive one, from a thread that may
 ** block: 0, UV_ETIMEDOUT, UV_EPIPE (closed), UV_ENOMEM. */
+/* Register metatable name (a class of the thread layer): __tostring,
+** __gc, and methods given S and h as upvalues 1 and 2.  [-0, +0, m] */
+void tsk_xclass_new(lua_State *L, const char *name, lua_CFunction tostring,
+                    lua_CFunction gc, const luaL_Reg *meths, tsk_Sched *S, tsk_Hub *h);
+
 int tsk_xchannel_sendmsg(tsk_XChannel *x, tsk_Msg *m, double timeout);
 int tsk_xchannel_recvmsg(tsk_XChannel *x, tsk_Msg **out, double timeout);
 
