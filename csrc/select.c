@@ -411,12 +411,5 @@ void tsk_select_open(lua_State *L) {
   lua_pushcfunction(L, sel_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* shared with tcp, udp */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "_socket");
-  }
-  tsk_setfuncs(L, S, funcs);
-  lua_pop(L, 1);
+  tsk_socket_setfuncs(L, S, funcs);
 }

@@ -116,6 +116,17 @@ static void *testmark(lua_State *L, const char *mark, int arg) {
   return p;
 }
 
+void tsk_socket_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *funcs) {
+  if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* the first kind makes it */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "_socket");
+  }
+  tsk_setfuncs(L, S, funcs);
+  lua_pop(L, 1);
+}
+
 int tsk_class_lmethods(lua_State *L) {
   pushclass(L, luaL_checkstring(L, 1));
   if (lua_istable(L, -1)) lua_getfield(L, -1, "__index");

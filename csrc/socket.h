@@ -50,6 +50,10 @@ void *tsk_class_checkgroup(lua_State *L, const char *groupname, int arg);
 /* The userdata at arg if its class belongs to groupname, else NULL. */
 void *tsk_class_testgroup(lua_State *L, const char *groupname, int arg);
 
+/* Add funcs (S as upvalue 1) to core._socket, the table every socket kind
+** shares, in the module table on top of the stack.  [-0, +0, m] */
+void tsk_socket_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *funcs);
+
 /* Lua: _methods(classname): the method table (__index) of one of our
 ** classes, or nil (the drop-in wraps send/receive there for _DEBUG). */
 int tsk_class_lmethods(lua_State *L);

@@ -1152,14 +1152,7 @@ void tsk_tcp_open(lua_State *L) {
   tsk_class_ready(L, MASTER, &tcp_readiness);
   tsk_class_ready(L, CLIENT, &tcp_readiness);
   tsk_class_ready(L, SERVER, &tcp_readiness);
-  if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* shared with udp, unix */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "_socket");
-  }
-  tsk_setfuncs(L, S, funcs);
-  lua_pop(L, 1);
+  tsk_socket_setfuncs(L, S, funcs);
 }
 
 /* --- Unix-domain streams (socket.unix): the same sockets over uv_pipe_t,

@@ -262,12 +262,7 @@ static void thread_main(void *arg) {
   tsk_XWaiter *w;
   lua_State *L = newstate(th->path, th->cpath, &result);
   if (L != NULL) {
-    Run r;
-    r.chunk = th->chunk;
-    r.chunklen = th->chunklen;
-    r.ispath = th->ispath;
-    r.cache = 0;
-    r.args = th->args;
+    Run r = {th->chunk, th->chunklen, th->ispath, 0, th->args, NULL};
     run(L, &r);
     result = r.result;
     lua_close(L);  /* its own threads and handles end here */
@@ -517,12 +512,7 @@ static void worker_main(void *arg) {
     uv_mutex_unlock(&P->mu);
     if (L == NULL) L = newstate(wk->path, wk->cpath, &j->result);
     if (L != NULL) {
-      Run r;
-      r.chunk = j->chunk;
-      r.chunklen = j->chunklen;
-      r.ispath = j->ispath;
-      r.cache = 1;
-      r.args = j->args;
+      Run r = {j->chunk, j->chunklen, j->ispath, 1, j->args, NULL};
       run(L, &r);
       j->result = r.result;
     }

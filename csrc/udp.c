@@ -844,12 +844,5 @@ void tsk_udp_open(lua_State *L) {
   tsk_class_group(L, UNCONNECTED, "select{able}");
   tsk_class_ready(L, CONNECTED, &udp_readiness);
   tsk_class_ready(L, UNCONNECTED, &udp_readiness);
-  if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* shared with tcp.c */
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "_socket");
-  }
-  tsk_setfuncs(L, S, funcs);
-  lua_pop(L, 1);
+  tsk_socket_setfuncs(L, S, funcs);
 }
