@@ -33,7 +33,7 @@
 #include "buffer.h"
 
 #define TCP_HIGHWATER (64 * 1024)   /* read-ahead stops above this */
-#define TCP_MAXLINE   (1024 * 1024) /* default bound of a "*l" line */
+#define TCP_MAXLINE   (TSK_BUF_MAX - 1) /* default "*l" bound: none below the buffer cap, as LuaSocket */
 #define TCP_MINREAD   4096          /* least room offered to a read */
 
 /* Connect states (Tcp.cstate). */

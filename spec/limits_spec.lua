@@ -1,6 +1,6 @@
 -- What a hostile peer can make the process hold, limit by limit (each is
 -- documented in docs/reliability.md): the "*l" line bound (option
--- "max-line", 1 MiB by default), the read-ahead high-water mark (64 KiB),
+-- "max-line", off by default as in LuaSocket), the read-ahead high-water mark (64 KiB),
 -- connections nobody accepted (the kernel's backlog), UDP (the kernel's
 -- queue; a receive buffer is at most one datagram), and channel and
 -- xchannel capacities. Bytes read from the kernel are counted by
@@ -31,16 +31,32 @@ end
 local function bytesin() return ts.stats().bytesin end
 
 describe("the line bound (max-line)", function()
-  it("is 1 MiB by default", function()
+  it("is off by default (the buffer's 2 GiB cap), as LuaSocket has no bound", function()
     local c, a = F.pair()
-    assert.equal(MiB, a:getoption("max-line"))
-    assert.equal(MiB, c:getoption("max-line"))
+    assert.equal(2 ^ 31 - 2, a:getoption("max-line"))
+    assert.equal(2 ^ 31 - 2, c:getoption("max-line"))
     c:close() a:close()
+  end)
+
+  it("lets an 8 MB line through whole by default, as LuaSocket's test client sends", function()
+    F.run(function()
+      local c, a = F.pair()
+      local line = string.rep("aZb.c#dAe?", 800000)
+      local peer = ts.spawn(function() return c:send(line .. "\n") end)
+      a:settimeout(F.time(5))
+      local got, err = a:receive()
+      assert.is_nil(err)
+      assert.equal(#line, #got)
+      assert.is_true(got == line)
+      assert.same({ true, #line + 1 }, { peer:join() })
+      c:close() a:close()
+    end)
   end)
 
   it("stops a peer that sends a line without end after the bound, not at its end", function()
     F.run(function()
       local c, a = F.pair()
+      assert.equal(1, a:setoption("max-line", MiB))
       local in0 = bytesin()
       local peer = flood(c, 16 * MiB, F.SLOW and 2 or 0.5)  -- no newline
       a:settimeout(F.time(2))
@@ -78,7 +94,7 @@ describe("the line bound (max-line)", function()
     for _, v in ipairs { 0, -1, 2 ^ 31, 0 / 0, 1.5, "x" } do
       assert.has_error(function() a:setoption("max-line", v) end)
     end
-    assert.equal(MiB, a:getoption("max-line"))
+    assert.equal(2 ^ 31 - 2, a:getoption("max-line"))
     c:close() a:close()
   end)
 end)
