@@ -18,6 +18,7 @@ int luaopen_tasksock_core(lua_State *L) {
   tsk_udp_open(L);
   tsk_tcp_open(L);
   tsk_unix_open(L);
+  tsk_unixdgram_open(L);
   tsk_select_open(L);
   return 1;
 }

@@ -210,6 +210,10 @@ void tsk_tcp_open(lua_State *L);
 
 void tsk_unix_open(lua_State *L);
 
+/* --- unixdgram.c: socket.unix's datagrams (dgram) into "_unix" ------ */
+
+void tsk_unixdgram_open(lua_State *L);
+
 /* --- select.c: socket.select into the table "_socket" (socket.h) --- */
 
 void tsk_select_open(lua_State *L);
