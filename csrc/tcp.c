@@ -18,6 +18,7 @@
 ** Writing: uv_try_write first; only the rest goes through one uv_write.
 ** The handle is uv_ref'd only while a tasklet waits on it.
 */
+#define _GNU_SOURCE  /* accept4 */
 #include <errno.h>
 #include <stdlib.h>
 #include <stddef.h>
@@ -262,6 +263,36 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   tsk_watch_fire(c->watchers);
 }
 
+/* A receive that may not wait (timeout 0, or its time is up) asks the
+** kernel itself, as LuaSocket's recv does, instead of seeing only what the
+** loop read ahead: a script polling with settimeout(0) in the main chunk
+** never runs the loop. Reads until the kernel has nothing more, the read
+** side ends, or the buffer reaches the high-water mark. libuv polls level-
+** triggered, so its own read later just finds less (or EAGAIN). */
+static void pullnow(Tcp *c) {
+  uv_os_fd_t fd;
+  if (c->rerr != 0 || uv_is_closing((uv_handle_t *)&c->h) ||
+      uv_fileno((uv_handle_t *)&c->h, &fd) != 0)
+    return;
+  while (tsk_buf_len(&c->buf) < TCP_HIGHWATER) {
+    size_t avail = 0;
+    ssize_t n;
+    char *p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
+    if (p == NULL) return;
+    do n = read(fd, p, avail); while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      tsk_buf_commit(&c->buf, (size_t)n);
+      c->S->bytesin += (uint64_t)n;
+      if ((size_t)n < avail) return;  /* the kernel had no more */
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    c->rerr = n == 0 ? UV_EOF : -errno;
+    stopread(c);
+    return;
+  }
+}
+
 /* --- Lua side helpers ------------------------------------------------- */
 
 static Box *newbox(lua_State *L, const char *classname, int family, const Kind *k) {
@@ -368,9 +399,15 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   double left;
   int m;
   if (c == NULL) return recvfail(L, b, r, "closed", 0);
+  left = waittime(b);
   if (head || c->readers.head == NULL) {
     m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
                        c->rerr != 0, &len, &take);
+    if (m == TSK_MATCH_MORE && left == 0 && c->rerr == 0) {
+      pullnow(c);
+      m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
+                         c->rerr != 0, &len, &take);
+    }
     /* "*a" succeeds only at the peer's clean close: after a reset (or a
     ** read error) what came is the partial result of a failure, as in
     ** LuaSocket, not a complete transfer */
@@ -393,7 +430,6 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
       return n;
     }
   }
-  left = waittime(b);
   if (left == 0) {
     int n = recvfail(L, b, r, "timeout",
                      c->readers.head == NULL || head
@@ -786,6 +822,47 @@ static int acceptk(lua_State *L, int status, lua_KContext ctx) {
   return accepttry(L, b, (int)ctx);
 }
 
+/* [-0, +1] the client box of nc, a connection accepted on server b. */
+static int adopt(lua_State *L, Box *b, Tcp *nc) {
+  Tcp *c = b->c;
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  Box *nb;
+  nc->cstate = C_CONNECTED;
+  nc->family = b->family;
+  if (nc->family != AF_UNIX &&
+      uv_tcp_getsockname(&nc->h, (struct sockaddr *)&ss, &len) == 0)
+    nc->family = ss.ss_family;
+  nb = newbox(L, b->k->client, nc->family, b->k);
+  nb->c = nc;
+  startread(nc);
+  if (c->readers.head != NULL) wakehead(&c->readers);
+  refresh(c);
+  return 1;
+}
+
+/* accept(2) on c's descriptor now, without the loop: 0 and *out, or
+** TSK_WTIMEOUT when nothing waits, or a negative uv error. */
+static int acceptnow(Tcp *c, Tcp **out) {
+  int fd, r;
+  do fd = accept4(block_fd(c), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK ? TSK_WTIMEOUT : -errno;
+  if ((r = block_new(c->S, c->family == AF_UNIX ? -AF_UNIX : AF_UNSPEC, out)) != 0) {
+    close(fd);
+    return r;
+  }
+  r = c->family == AF_UNIX ? uv_pipe_open(&(*out)->p, fd)
+                           : uv_tcp_open(&(*out)->h, fd);
+  if (r != 0) {
+    close(fd);
+    block_close(*out);
+    *out = NULL;
+  }
+  return r;
+}
+
 static int accepttry(lua_State *L, Box *b, int head) {
   Tcp *c = b->c, *nc;
   tsk_Tasklet *t;
@@ -799,7 +876,6 @@ static int accepttry(lua_State *L, Box *b, int head) {
       return tsk_sock_fail(L, r);
     }
     if (c->pending) {
-      Box *nb;
       c->pending = 0;
       if ((r = block_new(c->S, c->family == AF_UNIX ? -AF_UNIX : AF_UNSPEC, &nc)) != 0)
         return tsk_sock_fail(L, r);
@@ -807,25 +883,20 @@ static int accepttry(lua_State *L, Box *b, int head) {
         block_close(nc);
         if (r != UV_EAGAIN) return tsk_sock_fail(L, r);
       }
-      else {
-        struct sockaddr_storage ss;
-        int len = (int)sizeof ss;
-        nc->cstate = C_CONNECTED;
-        nc->family = b->family;
-        if (nc->family != AF_UNIX &&
-            uv_tcp_getsockname(&nc->h, (struct sockaddr *)&ss, &len) == 0)
-          nc->family = ss.ss_family;
-        nb = newbox(L, b->k->client, nc->family, b->k);
-        nb->c = nc;
-        startread(nc);
-        if (c->readers.head != NULL) wakehead(&c->readers);
-        refresh(c);
-        return 1;
-      }
+      else return adopt(L, b, nc);
     }
   }
   left = waittime(b);
-  if (left == 0) return tsk_sock_fail(L, TSK_WTIMEOUT);
+  if (left == 0) {
+    /* may not wait: ask the kernel itself, as LuaSocket does, since the
+    ** loop (which would have seen the connection) may not have run */
+    if ((head || c->readers.head == NULL) && c->rerr == 0 &&
+        (r = acceptnow(c, &nc)) != TSK_WTIMEOUT) {
+      if (r != 0) return tsk_sock_fail(L, r);
+      return adopt(L, b, nc);
+    }
+    return tsk_sock_fail(L, TSK_WTIMEOUT);
+  }
   t = tsk_self(c->S);
   tsk_checkblock(L, c->S);
   head = head || c->readers.head == NULL;

@@ -237,6 +237,45 @@ describe("settimeout", function()
   end)
 end)
 
+describe("settimeout(0)", function()
+  -- The peer is a LuaSocket socket, so only the kernel moves the bytes:
+  -- nothing runs tasksock's loop between the polls (LuaSocket's test client
+  -- polls this way in its main chunk).
+  it("accepts and receives what the kernel holds at the first poll", function()
+    same(function(socket, note)
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      srv:settimeout(0)
+      note(srv:accept())
+      local _, port = srv:getsockname()
+      local peer = assert(H.luasocket.connect("127.0.0.1", port))
+      local a = srv:accept()
+      note(a ~= nil)
+      a:settimeout(0)
+      note(a:receive())
+      peer:send("hello\r\nwor")
+      H.luasocket.sleep(0.05)
+      note(a:receive())
+      note(a:receive("*l", "x"))
+      peer:send("ld\n" .. string.rep("z", 200000))
+      H.luasocket.sleep(0.05)
+      note(a:receive())
+      local n, last, err = 0, nil, nil
+      for _ = 1, 100 do  -- bytes beyond one read-ahead buffer keep coming
+        local got, e, part = a:receive(200000 - n)
+        last, err = got or part, e
+        n = n + #last
+        if got or e ~= "timeout" then break end
+        H.luasocket.sleep(0.01)
+      end
+      note(n, err)
+      peer:close()
+      H.luasocket.sleep(0.05)
+      note(a:receive())
+      a:close() srv:close()
+    end)
+  end)
+end)
+
 describe("connect", function()
   it("reports refused connections and turns a master into a client", function()
     same(function(socket, note)
