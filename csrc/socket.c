@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 
 #include "socket.h"
 #include "dns.h"
@@ -119,7 +120,16 @@ static void *testmark(lua_State *L, const char *mark, int arg) {
 void tsk_socket_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *funcs) {
   if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* the first kind makes it */
     lua_pop(L, 1);
+    struct rlimit rl;
     lua_newtable(L);
+    /* _SETSIZE: select has no FD_SETSIZE; the most descriptors it can be
+    ** given is what the process may open (LuaSocket's test client makes
+    ** _SETSIZE + 1 sockets and expects select to refuse them) */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur > (rlim_t)INT_MAX)
+      rl.rlim_cur = (rlim_t)INT_MAX;
+    lua_pushinteger(L, (lua_Integer)rl.rlim_cur);
+    lua_setfield(L, -2, "_setsize");
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "_socket");
   }

@@ -10,7 +10,7 @@ local C = core._socket
 local M = {}
 
 M._VERSION = "LuaSocket 3.0.0"   -- LuaSocket's exact value: scripts test it
-M._SETSIZE = 1024
+M._SETSIZE = C._setsize   -- the fd limit: select has no FD_SETSIZE
 M._DATAGRAMSIZE = 8192
 M.BLOCKSIZE = 2048
 
