@@ -87,6 +87,42 @@ describe("install{debug = true}", function()
     end)
   end)
 
+  it("raises send/receive argument errors as LuaSocket does (number, name, position)", function()
+    -- LuaSocket's errors come from its C methods; the debug wrappers must not
+    -- shift the argument number, the name or the position. Plain calls, not
+    -- tail calls (a tail call leaves no caller frame for the wrapper to use).
+    local function errors(socket)
+      local c, a, srv = H.pair(socket)
+      local f = c.send
+      local list = {}
+      for _, call in ipairs {
+        function() local r = c:send() return r end,
+        function() local r = c:send({}) return r end,
+        function() local r = c:send("x", "a") return r end,
+        function() local r = c:receive({}) return r end,
+        function() local r = c:receive("*z") return r end,
+        function() local r = c:receive("*a", {}) return r end,
+        function() local r = c.send(c) return r end,
+        function() local r = c.send(5) return r end,
+        function() local r = f(c) return r end,
+        function() return pcall(c.send, c) end,
+      } do
+        local ok, err, perr = pcall(call)
+        list[#list + 1] = tostring(ok) .. " " .. tostring(err) .. " " .. tostring(perr)
+      end
+      c:close(); a:close(); srv:close()
+      return list
+    end
+    local want = errors(LS)
+    installed({ debug = true }, function(socket)
+      assert.same(want, errors(socket))
+      local got
+      ts.spawn(function() got = errors(socket) end)
+      ts.run()
+      assert.same(want, got)
+    end)
+  end)
+
   it("is off again after a plain install and after uninstall", function()
     installed({ debug = true }, function() end)
     assert.is_nil(TS._DEBUG)

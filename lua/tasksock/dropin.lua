@@ -17,7 +17,10 @@
 -- opts.debug = true: LuaSocket's debug convention (socket._DEBUG is true and a
 -- stream socket's send and receive return the elapsed time of the call as one
 -- more value, as LuaSocket built with LUASOCKET_DEBUG does). Only the method
--- tables are swapped: the normal path is unchanged.
+-- tables are swapped: the normal path is unchanged. Argument errors from the
+-- wrapped methods read as LuaSocket's (number, name, position), except when
+-- the method is tail-called (`return sock:send(x)`): then the caller's frame
+-- is gone, a method call is assumed and the message has no position.
 local M = {}
 
 local installed = false
@@ -40,6 +43,40 @@ local function streammethods()
   return list
 end
 
+-- A debug wrapper calls the C method through pcall, so an argument error
+-- names no position and no function ("bad argument #n to '?' (...)", n
+-- counting self), and is raised again as the C method would have raised it
+-- had the caller called it directly: LuaSocket's methods are C functions, so
+-- the caller's position, the name the caller used, and n - 1 (or "calling
+-- 'name' on bad self") for a method call, as luaL_argerror does. Any other
+-- error (a kill, say) goes on unchanged.
+local function argerror(err, name, namewhat)
+  if type(err) ~= "string" then return err, 0 end
+  local n, msg = err:match("^bad argument #(%d+) to '%?' (%(.*%))$")
+  if not n then return err, 0 end
+  n = tonumber(n)
+  if namewhat == "method" then
+    n = n - 1
+    if n == 0 then
+      return ("calling '%s' on bad self %s"):format(name, msg), 2
+    end
+  end
+  return ("bad argument #%d to '%s' %s"):format(n, name or "?", msg), 2
+end
+
+local function debugwrap(method, name, gettime)
+  return function(self, ...)
+    local t0 = gettime()
+    local ok, a, b, c = pcall(method, self, ...)
+    if ok then return a, b, c, gettime() - t0 end
+    local info = debug.getinfo(1, "nt")
+    if info.istailcall then  -- the caller's frame is gone: assume sock:name()
+      error((argerror(a, name, "method")), 0)
+    end
+    error(argerror(a, info.name, info.namewhat))
+  end
+end
+
 local function setdebug(ns, on)
   if on then
     local gettime = ns.gettime
@@ -47,17 +84,8 @@ local function setdebug(ns, on)
       if not debugged[idx] then
         local orig = { send = idx.send, receive = idx.receive }
         debugged[idx] = orig
-        local send, receive = orig.send, orig.receive
-        idx.send = function(self, ...)
-          local t0 = gettime()
-          local a, b, c = send(self, ...)
-          return a, b, c, gettime() - t0
-        end
-        idx.receive = function(self, ...)
-          local t0 = gettime()
-          local a, b, c = receive(self, ...)
-          return a, b, c, gettime() - t0
-        end
+        idx.send = debugwrap(orig.send, "send", gettime)
+        idx.receive = debugwrap(orig.receive, "receive", gettime)
       end
     end
     ns._DEBUG = true
