@@ -31,6 +31,7 @@
 
 #define DATAGRAMSIZE 8192          /* LuaSocket's default receive size */
 #define MAXRECV      (4u << 20)    /* a buffer for one receive is at most this */
+#define NAP          0.002         /* sendto's retry interval on a full receiver */
 
 #define CONNECTED   "unixdgram{connected}"
 #define UNCONNECTED "unixdgram{unconnected}"
@@ -42,6 +43,7 @@ typedef struct Ud {
   int fd;
   int events;             /* what the poll handle watches now */
   tsk_Queue readers, writers;  /* tasklets waiting, FIFO */
+  tsk_Queue nappers;      /* sendto's waiting for a full receiver (below) */
   tsk_Watch *rwatch, *wwatch;  /* selects waiting (socket.h) */
 } Ud;
 
@@ -131,6 +133,7 @@ static void release(Obj *o, int keepfd) {
   o->u = NULL;
   tsk_queue_wakeall(&u->readers, TSK_WCLOSED);
   tsk_queue_wakeall(&u->writers, TSK_WCLOSED);
+  tsk_queue_wakeall(&u->nappers, TSK_WCLOSED);
   tsk_watch_closeall(&u->rwatch);
   tsk_watch_closeall(&u->wwatch);
   tsk_handle_close(u->S, (uv_handle_t *)&u->h, NULL);  /* stops polling now */
@@ -245,9 +248,11 @@ static int doreceive(lua_State *L, Obj *o, size_t want, int from, int first) {
 
 static int receivek(lua_State *L, int status, lua_KContext ctx) {
   size_t c = (size_t)ctx;
+  Obj *o = (Obj *)lua_touserdata(L, 1);
   (void)status;
   if (waitfailed(L)) return 2;
-  return doreceive(L, (Obj *)lua_touserdata(L, 1), c >> 1, (int)(c & 1), 0);
+  if (o->u == NULL) return tsk_fail(L, "closed");  /* closed as the wait ended */
+  return doreceive(L, o, c >> 1, (int)(c & 1), 0);
 }
 
 /* unixdgram:receive([size]): datagram | nil, err */
@@ -273,6 +278,39 @@ static int meth_receivefrom(lua_State *L) {
 /* --- sending -------------------------------------------------------- */
 
 static int sendk(lua_State *L, int status, lua_KContext ctx);
+
+/*
+** sendto on a receiver whose queue is full fails with EAGAIN while the
+** sender's own socket polls writable (Linux ties writability to the peer
+** only for connected sockets): polling would spin, as LuaSocket's
+** socket_waitfd does. So such a sendto naps (NAP seconds, in
+** u->nappers, where close finds it) and tries again, until its timeout,
+** whose block part bounds the whole wait since the first EAGAIN (kept at
+** stack index 4).
+*/
+static int nap(lua_State *L, Obj *o, int first) {
+  tsk_Sched *S = tsk_upsched(L);
+  tsk_Tasklet *t;
+  double left = tsk_timeout_left(&o->tm), since;
+  if (left == 0) return tsk_fail(L, "timeout");
+  if (first) {
+    lua_settop(L, 3);
+    lua_pushnumber(L, tsk_now());
+  }
+  since = lua_tonumber(L, 4);
+  if (o->tm.block >= 0) {
+    double b = o->tm.block - (tsk_now() - since);
+    if (b <= 0) return tsk_fail(L, "timeout");
+    if (left < 0 || b < left) left = b;
+  }
+  t = tsk_self(S);
+  tsk_checkblock(L, S);
+  tsk_queue_push(&o->u->nappers, t);
+  t->won = TSK_ON_SOCKET;
+  t->wobj = o->u;
+  t->wcancel = NULL;
+  return tsk_wait(L, t, left < 0 || left > NAP ? NAP : left, 1, sendk);
+}
 
 /* The data is at 2; for sendto (to) the path at 3. */
 static int dosend(lua_State *L, Obj *o, int to, int first) {
@@ -303,15 +341,19 @@ static int dosend(lua_State *L, Obj *o, int to, int first) {
       break;
     }
   }
+  if (to) return nap(L, o, first);
   left = tsk_timeout_left(&o->tm);
   if (left == 0) return tsk_fail(L, "timeout");
-  return waitfor(L, o, &o->u->writers, left, (lua_KContext)to, sendk);
+  return waitfor(L, o, &o->u->writers, left, 0, sendk);
 }
 
 static int sendk(lua_State *L, int status, lua_KContext ctx) {
+  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  Obj *o = (Obj *)lua_touserdata(L, 1);
   (void)status;
-  if (waitfailed(L)) return 2;
-  return dosend(L, (Obj *)lua_touserdata(L, 1), (int)ctx, 0);
+  if (!(ctx == 1 && t->wresult == TSK_WTIMEOUT) && waitfailed(L)) return 2;
+  if (o->u == NULL) return tsk_fail(L, "closed");  /* closed as the wait ended */
+  return dosend(L, o, (int)ctx, 0);
 }
 
 /* unixdgram:send(datagram): bytes | nil, err */
