@@ -261,11 +261,10 @@ int tsk_addr_push(lua_State *L, const struct sockaddr *sa, int portstring) {
   return 3;
 }
 
-int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, int port,
+int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, const char *serv,
                      int family, int socktype, int passive,
                      lua_KContext ctx, lua_KFunction k) {
   struct addrinfo hints;
-  char serv[16];
   (void)S;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = family;
@@ -273,7 +272,6 @@ int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, int port,
   if (passive) hints.ai_flags = AI_PASSIVE;
   if (host != NULL && strcmp(host, "*") == 0)
     host = passive && family == AF_INET6 ? "::" : passive ? "0.0.0.0" : NULL;
-  snprintf(serv, sizeof serv, "%d", port);
   return tsk_getaddrinfo(L, host, serv, &hints, ctx, k);
 }
 

@@ -118,7 +118,7 @@ int tsk_addr_push(lua_State *L, const struct sockaddr *sa, int portstring);
 ** on failure t->wresult is a negative uv code (UV_EAI_*). When the host is
 ** numeric k is called directly, without waiting.
 */
-int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, int port,
+int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, const char *serv,
                      int family, int socktype, int passive,
                      lua_KContext ctx, lua_KFunction k);
 

@@ -639,6 +639,28 @@ static void connect_cb(uv_connect_t *req, int status) {
   reqdone(c, status);
 }
 
+/* connect(2) on c's descriptor, as LuaSocket calls it when a script asks
+** again: libuv learned the outcome with getsockopt, so the kernel still
+** holds the socket as "connecting". Returns 0 or a negative errno. With
+** sa NULL: the peer's address if connected, else AF_UNSPEC (forget the
+** failed attempt, so the next one starts afresh). Not for Unix domain. */
+static int rawconnect(Tcp *c, const struct sockaddr *sa, socklen_t len) {
+  struct sockaddr_storage ss;
+  int fd = block_fd(c), r;
+  if (c->family == AF_UNIX || fd < 0) return 0;
+  if (sa == NULL) {
+    len = (socklen_t)sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) {
+      memset(&ss, 0, sizeof ss);
+      ss.ss_family = AF_UNSPEC;
+      len = (socklen_t)sizeof ss;
+    }
+    sa = (const struct sockaddr *)&ss;
+  }
+  do r = connect(fd, sa, len); while (r != 0 && errno == EINTR);
+  return r == 0 ? 0 : -errno;
+}
+
 /* [-0, +(1|2)] The result of a finished connect attempt. */
 static int connected(lua_State *L, Tcp *c) {
   if (c->cstate == C_DONE) {
@@ -714,8 +736,14 @@ static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Tasklet *t = tsk_self(tsk_upsched(L));
   (void)status; (void)ctx;
   if (t->wresult != 0) return tsk_sock_fail(L, t->wresult);
-  if (b->c != NULL && b->c->cstate != C_NONE) {  /* someone else connected it */
-    if (b->c->cstate == C_CONNECTED) return tsk_sock_fail(L, UV_EISCONN);
+  if (b->c != NULL && b->c->cstate == C_CONNECTED) {
+    /* LuaSocket asks the kernel: 1 (its first connect after one that
+    ** completed by waiting) or "already connected" */
+    const struct addrinfo *ai = tsk_addr_list(L, 4);
+    int r = ai != NULL ? rawconnect(b->c, ai->ai_addr, ai->ai_addrlen) : UV_EISCONN;
+    if (r != 0) return tsk_sock_fail(L, r);
+    lua_pushnumber(L, 1);
+    return 1;
   }
   return connectnext(L, b, 0, 0);
 }
@@ -724,7 +752,7 @@ static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
 static int meth_connect(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
   const char *host = luaL_checkstring(L, 2);
-  int port = tsk_num2int(luaL_checknumber(L, 3));
+  const char *port = luaL_checkstring(L, 3);  /* a service, as LuaSocket */
   tsk_Sched *S = tsk_upsched(L);
   tsk_timeout_markstart(&b->tm);
   tsk_class_set(L, 1, b->k->client);  /* even if it fails, as LuaSocket */
@@ -737,14 +765,16 @@ static int meth_connect(lua_State *L) {
         if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
         if (uv_tcp_getpeername(&b->c->h, (struct sockaddr *)&ss, &len) == 0) {
           b->c->cstate = C_CONNECTED;  /* the kernel is done; libuv will be */
+          rawconnect(b->c, NULL, 0);
           lua_pushnumber(L, 1);
           return 1;
         }
         return waitconnect(L, b, -1);
       }
-      case C_DONE: case C_FAILED: return connected(L, b->c);
-      case C_CONNECTED: return tsk_sock_fail(L, UV_EISCONN);
-      default: break;
+      case C_DONE: case C_FAILED:
+        rawconnect(b->c, NULL, 0);
+        return connected(L, b->c);
+      default: break;  /* C_CONNECTED: the kernel answers, once resolved */
     }
   }
   return tsk_addr_resolve(L, S, host, port, b->family, SOCK_STREAM, 0, 0, resolvedk);
@@ -780,7 +810,7 @@ static int boundk(lua_State *L, int status, lua_KContext ctx) {
 static int meth_bind(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_MASTER);
   const char *host = luaL_checkstring(L, 2);
-  int port = tsk_num2int(luaL_optnumber(L, 3, 0));
+  const char *port = luaL_checkstring(L, 3);  /* a service, as LuaSocket */
   lua_settop(L, 3);
   return tsk_addr_resolve(L, tsk_upsched(L), host, port, b->family, SOCK_STREAM, 1,
                           0, boundk);
