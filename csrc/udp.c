@@ -419,11 +419,10 @@ static int bindconnectk(lua_State *L, int status, lua_KContext ctx) {
   Obj *o = (Obj *)lua_touserdata(L, 1);
   tsk_Tasklet *t = tsk_self(tsk_upsched(L));
   const struct addrinfo *ai;
-  int e = UV_EINVAL;
+  int e = UV_EINVAL, family = o->family;
   (void)status;
   if (t->wresult != 0) return tsk_fail(L, tsk_gai_strerror(t->wresult));
   for (ai = tsk_addrinfo_get(L, -1); ai != NULL; ai = ai->ai_next) {
-    int made = 0;
     if (o->u == NULL || o->family != ai->ai_family) {
       Obj old = *o;
       if ((e = makesocket(L, o, ai->ai_family)) != 0) {
@@ -434,7 +433,6 @@ static int bindconnectk(lua_State *L, int status, lua_KContext ctx) {
         Obj tmp = old;
         closesocket(&tmp);
       }
-      made = 1;
     }
     if (ctx == 0)
       e = uv_udp_bind(&o->u->h, ai->ai_addr, 0);
@@ -446,10 +444,14 @@ static int bindconnectk(lua_State *L, int status, lua_KContext ctx) {
       e = uv_udp_connect(&o->u->h, ai->ai_addr);
     }
     if (e == 0) break;
-    if (made && ctx == 0) closesocket(o);
   }
   lua_pop(L, 1);
-  if (e != 0) return tsk_sock_fail(L, e);
+  if (e != 0) {
+    /* LuaSocket keeps the socket it made but not its family: udp() is
+    ** still "unspec" (getsockname says so) and remakes it next time. */
+    if (o->u != NULL) o->family = family;
+    return tsk_sock_fail(L, e);
+  }
   if (ctx == 1) tsk_class_set(L, 1, CONNECTED);
   startreceiving(o->u);  /* for readers waiting since before it was bound */
   lua_pushnumber(L, 1);
@@ -492,15 +494,21 @@ static int meth_setpeername(lua_State *L) {
   return tsk_getaddrinfo(L, host, port, &hints, 1, bindconnectk);
 }
 
-/* udp:getsockname(): ip, port (a string), family | nil, err */
+/* udp:getsockname(): ip, port (a string), family | nil, err. The family
+** is the object's, as LuaSocket ("unspec" after a failed setsockname). */
 static int meth_getsockname(lua_State *L) {
   Obj *o = (Obj *)tsk_class_checkgroup(L, ANY, 1);
   struct sockaddr_storage ss;
-  int len = (int)sizeof ss, e;
+  int len = (int)sizeof ss, e, n;
   if (o->u == NULL) return tsk_sock_fail(L, UV_EBADF);
   e = uv_udp_getsockname(&o->u->h, (struct sockaddr *)&ss, &len);
   if (e != 0) return tsk_sock_fail(L, e);
-  return tsk_addr_push(L, (struct sockaddr *)&ss, 1);
+  n = tsk_addr_push(L, (struct sockaddr *)&ss, 1);
+  if (n == 3 && o->family == AF_UNSPEC) {
+    lua_pushliteral(L, "unspec");
+    lua_replace(L, -2);
+  }
+  return n;
 }
 
 /* udp:getpeername(): ip, port (a number), family | nil, err */

@@ -55,6 +55,24 @@ describe("udp:getsockname", function()
   end)
 end)
 
+describe("udp:setsockname", function()
+  it("keeps the socket it made when the bind fails, its family still unspec", function()
+    -- LuaSocket's test/udpconnectclnt.lua binds fixed ports and prints
+    -- getsockname whether the bind worked or not.
+    same(function(S)
+      local r, port = receiver(S)
+      local u = S.udp()
+      local ok, err = u:setsockname("127.0.0.1", port)
+      local ip, p, fam = u:getsockname()
+      local fd = u:getfd()
+      local ok2 = u:setsockname("127.0.0.1", 0)
+      local ip2, _, fam2 = u:getsockname()
+      u:close(); r:close()
+      return ok, err, ip, p, fam, fd >= 0, ok2, ip2, fam2
+    end)
+  end)
+end)
+
 describe("udp:sendto and udp:receivefrom", function()
   it("carry datagrams with the sender's address", function()
     same(function(S)
