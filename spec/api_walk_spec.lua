@@ -167,11 +167,22 @@ maker(function()
   s:settimeout(T)
   return s, function() s:close() c:close() a:close() os.remove(p) end
 end)
+maker(function() local s = unix.dgram() s:settimeout(T) return s, function() s:close() end end)
+maker(function()
+  local p, q = tmppath(), tmppath()
+  local s, d = unix.dgram(), unix.dgram()
+  assert(s:bind(p))
+  assert(d:bind(q))
+  assert(d:connect(p))
+  d:settimeout(T)
+  return d, function() s:close() d:close() os.remove(p) os.remove(q) end
+end)
 
 -- tcp{...} and unixstream{...} are stream sockets of tcp.c; udp{...} of udp.c
 local function kind(classname)
   if classname:match("^tcp{") or classname:match("^unixstream{") then return "stream" end
   if classname:match("^udp{") then return "udp" end
+  if classname:match("^unixdgram{") then return "unixdgram" end
   return classname
 end
 
@@ -332,6 +343,10 @@ local function takeback(obj, fd)
   local k = kind(classof(obj))
   local s = k == "udp" and socket.udp() or k == "stream" and not classof(obj):match("^unix")
             and socket.tcp()
+  if k == "unixdgram" then  -- its setfd lets its own descriptor go: have none
+    s = unix.dgram()
+    s:close()
+  end
   if s then
     s:setfd(fd)
     s:close()
@@ -394,7 +409,8 @@ describe("the public API walk", function()
     end
     table.sort(names)
     assert.same({ "channel", "tasklet", "tcp{client}", "tcp{master}", "tcp{server}",
-                  "thread", "udp{connected}", "udp{unconnected}", "unixstream{client}",
+                  "thread", "udp{connected}", "udp{unconnected}", "unixdgram{connected}",
+                  "unixdgram{unconnected}", "unixstream{client}",
                   "unixstream{master}", "unixstream{server}", "xchannel" }, names)
     for _, f in ipairs { "ts.spawn", "ts.channel", "ts.xchannel", "ts.thread.start",
                          "ts.work", "socket.select", "ts.dns.toip", "unix()" } do
