@@ -1263,7 +1263,7 @@ void tsk_tcp_open(lua_State *L) {
 
 /* unix:connect(path) */
 static int meth_uconnect(lua_State *L) {
-  Box *b = (Box *)checkbox(L, R_ANY);
+  Box *b = (Box *)checkbox(L, R_MASTER);
   const char *path = luaL_checkstring(L, 2);
   tsk_Sched *S = tsk_upsched(L);
   Req *req;
@@ -1282,6 +1282,23 @@ static int meth_uconnect(lua_State *L) {
     case C_FAILED: return connected(L, b->c);
     case C_CONNECTED: return tsk_sock_fail(L, UV_EISCONN);
     default: break;
+  }
+  {  /* a Unix-domain connect is done or refused at once, unless the
+     ** listener's backlog is full (EAGAIN): then libuv waits for it */
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path));
+    do r = connect(block_fd(b->c), (struct sockaddr *)&sa, (socklen_t)sizeof sa);
+    while (r != 0 && errno == EINTR);
+    if (r == 0) {
+      b->c->cstate = C_CONNECTED;
+      startread(b->c);
+      tsk_class_set(L, 1, b->k->client);
+      lua_pushnumber(L, 1);
+      return 1;
+    }
+    if (errno != EAGAIN && errno != EINPROGRESS) return tsk_sock_fail(L, -errno);
   }
   tsk_checkblock(L, S);
   if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
