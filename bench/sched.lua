@@ -17,16 +17,25 @@ local function median(xs)
   return xs[(#xs + 1) // 2]
 end
 
--- Best of several runs of f(n), as operations per second.
-local function rate(f, n)
-  local rs = {}
-  for _ = 1, REPEAT do
-    collectgarbage()
-    local t0 = clock()
-    f(n)
-    rs[#rs + 1] = n / (clock() - t0)
+-- f(n) once, as operations per second.
+local function once(f, n)
+  collectgarbage()
+  local t0 = clock()
+  f(n)
+  return n / (clock() - t0)
+end
+
+-- ours and bare run back to back REPEAT times: the medians of each rate
+-- and of the per-pair ratios (a pair shares the machine's state of the
+-- moment, so the ratio is steadier than the rates on a noisy machine).
+local function compare(ours, bare, n)
+  local os_, bs, rs = {}, {}, {}
+  for i = 1, REPEAT do
+    bs[i] = once(bare, n)
+    os_[i] = once(ours, n)
+    rs[i] = os_[i] / bs[i]
   end
-  return median(rs)
+  return median(os_), median(bs), median(rs)
 end
 
 local function noop() end
@@ -74,18 +83,16 @@ local function ts_yield(n)
 end
 
 local rows = {}
-local function row(name, ours, bare, what)
-  rows[#rows + 1] = string.format("%-28s %14.0f %14.0f %8.3f   (%s)", name, ours, bare, ours / bare, what)
+local function row(name, what, ours, bare, ratio)
+  rows[#rows + 1] = string.format("%-28s %14.0f %14.0f %8.3f   (%s)", name, ours, bare, ratio, what)
 end
 
-local bs, ss = rate(bare_spawn, N), rate(ts_spawn, N)
-row("spawn+finish /s", ss, bs, "bare: coroutine.create + resume")
-row("spawn all, then run /s", rate(ts_spawn_all, N), bs, "N tasklets alive at once")
-local bp, tp = rate(bare_pingpong, N), rate(ts_pingpong, N)
-row("channel ping-pong /s", tp, bp, "bare: one resume/yield round trip")
-local ty = rate(ts_yield, N)
-row("yield /s", ty, bp, "bare: one resume/yield round trip")
+row("spawn+finish /s", "bare: coroutine.create + resume", compare(ts_spawn, bare_spawn, N))
+row("spawn all, then run /s", "N tasklets alive at once", compare(ts_spawn_all, bare_spawn, N))
+row("channel ping-pong /s", "bare: one resume/yield round trip",
+    compare(ts_pingpong, bare_pingpong, N))
+row("yield /s", "bare: one resume/yield round trip", compare(ts_yield, bare_pingpong, N))
 
-print(string.format("%s, %s, N=%d, median of %d", ts._VERSION, _VERSION, N, REPEAT))
+print(string.format("%s, %s, N=%d, medians of %d pairs (bare, then tasksock)", ts._VERSION, _VERSION, N, REPEAT))
 print(string.format("%-28s %14s %14s %8s", "benchmark", "tasksock", "bare", "ratio"))
 for _, r in ipairs(rows) do print(r) end

@@ -11,6 +11,7 @@
 #include "core.h"
 
 typedef struct Channel {
+  const char *tag;        /* &channeltag */
   tsk_Sched *S;
   tsk_Queue senders, receivers;
   lua_Integer capacity;   /* 0: rendezvous */
@@ -18,9 +19,24 @@ typedef struct Channel {
   int closed;
 } Channel;
 
+/* Its address marks a Channel: a constant, the same in every Lua state. */
+static const char channeltag = 0;
+
+/* The channel at arg. Send and receive check their channel on every call,
+** so the common case costs no Lua stack traffic: a full userdata of a
+** channel's exact size that starts with the address of channeltag (which
+** no Lua value reveals) is one. Anything else gets the full check against
+** the metatable (method upvalue 1), which raises unless it is a channel. */
 static Channel *checkchannel(lua_State *L, int arg) {
+  Channel *c = (Channel *)lua_touserdata(L, arg);
+  if (c != NULL && lua_rawlen(L, arg) == sizeof *c && c->tag == &channeltag)
+    return c;
   return (Channel *)tsk_checkudata(L, arg, 1, TSK_CHANNEL_MT);
 }
+
+/* An optional timeout: nil or absent (the common case) without a call. */
+#define opttimeout(L, arg) \
+  (lua_type((L), (arg)) <= LUA_TNIL ? -1.0 : tsk_opttimeout((L), (arg)))
 
 /* Push the value a blocked sender offers (argument 2 of its frame). */
 static void takefrom(lua_State *L, tsk_Tasklet *s) {
@@ -65,9 +81,9 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
 /* ch:send(v[, timeout]): true | nil, "closed" | nil, "timeout" */
 static int meth_send(lua_State *L) {
   Channel *c = checkchannel(L, 1);
-  double timeout = tsk_opttimeout(L, 3);
+  double timeout = opttimeout(L, 3);
   tsk_Tasklet *r, *t;
-  luaL_checkany(L, 2);
+  if (lua_type(L, 2) == LUA_TNONE) luaL_argerror(L, 2, "value expected");
   if (c->closed) return tsk_fail(L, "closed");
   if ((r = tsk_queue_pop(&c->receivers)) != NULL) {  /* hand it over */
     lua_pushvalue(L, 2);
@@ -82,8 +98,7 @@ static int meth_send(lua_State *L) {
     return 1;
   }
   if (timeout == 0) return tsk_fail(L, "timeout");
-  t = tsk_self(c->S);
-  tsk_checkblock(L, c->S);
+  t = tsk_self(c->S);  /* tsk_wait raises (and unlinks t) if L cannot block */
   tsk_queue_push(&c->senders, t);
   t->won = TSK_ON_CHANNEL;
   t->wobj = c;
@@ -101,7 +116,7 @@ static int receivek(lua_State *L, int status, lua_KContext ctx) {
 /* ch:receive([timeout]): v | nil, "closed" | nil, "timeout" */
 static int meth_receive(lua_State *L) {
   Channel *c = checkchannel(L, 1);
-  double timeout = tsk_opttimeout(L, 2);
+  double timeout = opttimeout(L, 2);
   tsk_Tasklet *s, *t;
   if (c->count > 0) {
     ringpop(L, c);
@@ -119,8 +134,7 @@ static int meth_receive(lua_State *L) {
   }
   if (c->closed) return tsk_fail(L, "closed");
   if (timeout == 0) return tsk_fail(L, "timeout");
-  t = tsk_self(c->S);
-  tsk_checkblock(L, c->S);
+  t = tsk_self(c->S);  /* tsk_wait raises (and unlinks t) if L cannot block */
   tsk_queue_push(&c->receivers, t);
   t->won = TSK_ON_CHANNEL;
   t->wobj = c;
@@ -173,6 +187,7 @@ static int global_channel(lua_State *L) {
   luaL_argcheck(L, cap >= 0, 1, "capacity must not be negative");
   c = (Channel *)lua_newuserdatauv(L, sizeof *c, 1);
   memset(c, 0, sizeof *c);
+  c->tag = &channeltag;
   c->S = S;
   c->capacity = cap;
   luaL_setmetatable(L, TSK_CHANNEL_MT);

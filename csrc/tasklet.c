@@ -104,7 +104,8 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
   t->ref = LUA_NOREF;
 }
 
-tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n) {
+/* tsk_spawn with the tasklet metatable at index mt (0: look it up). */
+static tsk_Tasklet *spawn(lua_State *L, tsk_Sched *S, int n, int mt) {
   int base = lua_gettop(L) - n + 1;        /* fn args... */
   tsk_Tasklet *t;
   lua_State *co = lua_newthread(L);
@@ -113,7 +114,12 @@ tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n) {
   lua_xmove(L, co, n);                     /* co */
   t = (tsk_Tasklet *)lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
-  luaL_setmetatable(L, TSK_TASKLET_MT);
+  if (mt != 0) {
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+  }
+  else
+    luaL_setmetatable(L, TSK_TASKLET_MT);
   lua_rotate(L, -2, 1);                    /* t co */
   lua_setiuservalue(L, -2, 1);             /* t */
   t->L = co;
@@ -131,14 +137,19 @@ tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n) {
   return t;
 }
 
-/* spawn(fn, ...): a new tasklet, ready to run fn(...). */
+tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n) {
+  return spawn(L, S, n, 0);
+}
+
+/* spawn(fn, ...): a new tasklet, ready to run fn(...). Upvalues: the
+** scheduler, the tasklet metatable (no registry look-up per spawn). */
 static int global_spawn(lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION) {
     if (!luaL_getmetafield(L, 1, "__call"))
       return luaL_typeerror(L, 1, "function");
     lua_pop(L, 1);
   }
-  tsk_spawn(L, tsk_upsched(L), lua_gettop(L));
+  spawn(L, tsk_upsched(L), lua_gettop(L), lua_upvalueindex(2));
   return 1;
 }
 
@@ -360,7 +371,6 @@ void tsk_tasklet_open(lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg funcs[] = {
-    {"spawn", global_spawn},
     {"current", global_current},
     {"tasklets", global_tasklets},
     {"traceback", global_traceback},
@@ -373,6 +383,9 @@ void tsk_tasklet_open(lua_State *L) {
   lua_newtable(L);
   luaL_setfuncs(L, meths, 0);
   lua_setfield(L, -2, "__methods");
-  lua_pop(L, 1);
+  lua_pushlightuserdata(L, S);              /* mt S */
+  lua_rotate(L, -2, 1);                     /* S mt */
+  lua_pushcclosure(L, global_spawn, 2);
+  lua_setfield(L, -2, "spawn");
   tsk_setfuncs(L, S, funcs);
 }
