@@ -477,7 +477,10 @@ describe("the namespace", function()
     local limit = p:read("*l")
     p:close()
     local want = limit == "unlimited" and math.maxinteger or tonumber(limit)
-    assert.equal(math.min(want, 2 ^ 31 - 1), H.tasksock._SETSIZE)
+    want = math.min(want, 2 ^ 31 - 1)
+    -- valgrind keeps a few descriptors of the limit for itself
+    local got = H.tasksock._SETSIZE
+    assert.is_true(got <= want and got > want - 64, got .. " for a limit of " .. want)
     assert.equal(1024, H.luasocket._SETSIZE)
   end)
   it("has skip, try, newtry, protect and choose", function()
