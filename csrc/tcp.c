@@ -37,8 +37,17 @@
 #define TCP_MAXLINE   (TSK_BUF_MAX - 1) /* default "*l" bound: none below the buffer cap, as LuaSocket */
 #define TCP_MINREAD   4096          /* least room offered to a read */
 
-/* Connect states (Tcp.cstate). */
-enum { C_NONE, C_PENDING, C_DONE, C_FAILED, C_CONNECTED };
+/* Connect states (Tcp.cstate). LuaSocket's scripts see the kernel's
+** socket, which keeps a failed connect's error (SO_ERROR) until connect or
+** getoption("error") takes it; libuv takes it first, so werr keeps it:
+**   C_FAILED   libuv reported the failure; werr holds it, as SO_ERROR would
+**   C_STOLEN   as C_FAILED, but a script took the error from the kernel
+**              before libuv saw it, so libuv's request is still in flight
+**   C_LIMBO    C_STOLEN once the failure was reported: the kernel socket is
+**              unconnected, libuv's request is still in flight
+** In C_FAILED and C_STOLEN, werr UV_ECONNABORTED says getoption("error")
+** took the error: connect then says "closed", as the kernel does. */
+enum { C_NONE, C_PENDING, C_DONE, C_FAILED, C_CONNECTED, C_STOLEN, C_LIMBO };
 
 typedef union Req {
   uv_connect_t connect;
@@ -633,10 +642,30 @@ static int meth_send(lua_State *L) {
 
 static void connect_cb(uv_connect_t *req, int status) {
   Tcp *c = (Tcp *)req->handle;
-  if (c->cstate != C_CONNECTED || status != 0)
+  if (c->cstate == C_STOLEN || c->cstate == C_LIMBO) {
+    /* the outcome was reported already; libuv read a cleared SO_ERROR */
+    c->cstate = c->cstate == C_STOLEN ? C_FAILED : C_NONE;
+    status = c->werr;
+  }
+  else if (c->cstate != C_CONNECTED || status != 0)
     c->cstate = status == 0 ? C_DONE : C_FAILED;
   if (status == 0) startread(c);
   reqdone(c, status);
+}
+
+/* A TCP connect in flight that the kernel has refused: take its error
+** (SO_ERROR) as a LuaSocket script would, before libuv does. Returns the
+** error (negative) and moves c to C_STOLEN, or 0 if it has not failed. */
+static int steal(Tcp *c) {
+  int v = 0;
+  socklen_t len = (socklen_t)sizeof v;
+  if (c->family == AF_UNIX || c->cstate != C_PENDING || c->wowner != NULL)
+    return 0;
+  if (getsockopt(block_fd(c), SOL_SOCKET, SO_ERROR, &v, &len) != 0 || v == 0)
+    return 0;
+  c->cstate = C_STOLEN;
+  c->werr = -v;
+  return -v;
 }
 
 /* connect(2) on c's descriptor, as LuaSocket calls it when a script asks
@@ -668,7 +697,7 @@ static int connected(lua_State *L, Tcp *c) {
     lua_pushnumber(L, 1);
     return 1;
   }
-  c->cstate = C_NONE;
+  c->cstate = c->cstate == C_STOLEN ? C_LIMBO : C_NONE;
   return tsk_sock_fail(L, c->werr);
 }
 
@@ -745,6 +774,20 @@ static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnumber(L, 1);
     return 1;
   }
+  if (b->c != NULL && b->c->cstate == C_LIMBO) {
+    /* libuv's request still waits for the descriptor to be writable and
+    ** then reads SO_ERROR: connect(2) again, and it reports this attempt */
+    const struct addrinfo *ai = tsk_addr_list(L, 4);
+    int r = ai != NULL ? rawconnect(b->c, ai->ai_addr, ai->ai_addrlen) : UV_EAI_NONAME;
+    if (r == 0) {
+      b->c->cstate = C_CONNECTED;
+      lua_pushnumber(L, 1);
+      return 1;
+    }
+    if (r != -EINPROGRESS && r != -EAGAIN) return tsk_sock_fail(L, r);
+    b->c->cstate = C_PENDING;
+    return waitconnect(L, b, -1);
+  }
   return connectnext(L, b, 0, 0);
 }
 
@@ -769,9 +812,11 @@ static int meth_connect(lua_State *L) {
           lua_pushnumber(L, 1);
           return 1;
         }
-        return waitconnect(L, b, -1);
+        /* refused: the kernel says so at once, as below */
+        if (steal(b->c) == 0) return waitconnect(L, b, -1);
       }
-      case C_DONE: case C_FAILED:
+      /* fall through */
+      case C_DONE: case C_FAILED: case C_STOLEN:
         rawconnect(b->c, NULL, 0);
         return connected(L, b->c);
       default: break;  /* C_CONNECTED: the kernel answers, once resolved */
@@ -1092,6 +1137,27 @@ static int get_maxline(lua_State *L, int fd, void *obj) {
   return 1;
 }
 
+/* getoption("error"): SO_ERROR, which a failed connect leaves set until
+** connect or this takes it (see the C_* states) */
+static int get_error(lua_State *L, int fd, void *obj) {
+  Tcp *c = ((Box *)obj)->c;
+  if (c != NULL) {
+    int err = steal(c);
+    if (err == 0 && (c->cstate == C_FAILED || c->cstate == C_STOLEN))
+      err = c->werr;
+    if (err != 0 && err != UV_ECONNABORTED) {
+      c->werr = UV_ECONNABORTED;
+      lua_pushstring(L, tsk_sock_strerror(err));
+      return 1;
+    }
+    if (err != 0 || c->cstate == C_PENDING) {  /* libuv reads SO_ERROR */
+      lua_pushnil(L);
+      return 1;
+    }
+  }
+  return tsk_opt_get_error(L, fd, obj);
+}
+
 static const tsk_Option options[] = {
   {"keepalive", tsk_opt_set_keepalive, tsk_opt_get_keepalive},
   {"reuseaddr", tsk_opt_set_reuseaddr, tsk_opt_get_reuseaddr},
@@ -1104,7 +1170,7 @@ static const tsk_Option options[] = {
   {"linger", tsk_opt_set_linger, tsk_opt_get_linger},
   {"recv-buffer-size", tsk_opt_set_recvbuf, tsk_opt_get_recvbuf},
   {"send-buffer-size", tsk_opt_set_sendbuf, tsk_opt_get_sendbuf},
-  {"error", NULL, tsk_opt_get_error},
+  {"error", NULL, get_error},
   {"max-line", set_maxline, get_maxline},
   {NULL, NULL, NULL}
 };
@@ -1140,7 +1206,7 @@ static int tcp_ready(lua_State *L, int idx, int write) {
     return !write && (c->pending || c->rerr != 0);
   switch (c->cstate) {
     case C_PENDING: return 0;
-    case C_FAILED: return 1;
+    case C_FAILED: case C_STOLEN: return 1;
     case C_DONE: case C_CONNECTED:
       if (write) return !c->busy;
       return tsk_buf_len(&c->buf) > 0 || c->rerr != 0;
