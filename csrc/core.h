@@ -119,6 +119,8 @@ struct tsk_Sched {
   uint64_t switches, spawned;
   uint64_t bytesin, bytesout;
   long nsockets;
+  void *lingering;         /* closed sockets delivering a write (tcp.c) */
+  void (*atclose)(tsk_Sched *S);  /* run first when the state closes */
 };
 
 /* Registry names of the metatables. */

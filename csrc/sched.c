@@ -649,6 +649,7 @@ static int sched_gc(lua_State *L) {
   if (S == NULL) return 0;
   *(tsk_Sched **)lua_touserdata(L, 1) = NULL;
   S->closing = 1;
+  if (S->atclose != NULL) S->atclose(S);
   free(S->heap);
   S->heap = NULL;
   S->nheap = 0;

@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/un.h>
 
 #include "socket.h"
@@ -49,9 +50,22 @@
 ** took the error: connect then says "closed", as the kernel does. */
 enum { C_NONE, C_PENDING, C_DONE, C_FAILED, C_CONNECTED, C_STOLEN, C_LIMBO };
 
-typedef union Req {
-  uv_connect_t connect;
-  uv_write_t write;
+/* Busy states (Tcp.busy): what the request in flight is. */
+enum { B_NONE, B_CONNECT, B_WRITE };
+
+/* Seconds a closed socket may linger to deliver a write in flight. */
+#define TCP_LINGER 60
+
+struct Tcp;
+
+typedef struct Req {
+  union {
+    uv_connect_t connect;
+    uv_write_t write;
+  };
+  /* a closed socket lingering for its write (see lingerclose) */
+  int anchor;              /* registry ref of the string being written */
+  struct Tcp *lnext, **lprev;  /* in the scheduler's lingering list */
 } Req;
 
 typedef struct Tcp {
@@ -73,10 +87,11 @@ typedef struct Tcp {
   int rerr;                /* read side ended: UV_EOF or an error */
   int werr;                /* result of the last connect or write */
   int family;
-  unsigned char busy;      /* req is in flight */
+  unsigned char busy;      /* B_*: req is in flight */
   unsigned char reading;   /* uv_read_start is on */
   unsigned char pending;   /* server: a connection waits for accept */
   unsigned char cstate;    /* C_* */
+  unsigned char lingering; /* closed, delivering its write (lingerclose) */
 } Tcp;
 
 /* The class names of a stream kind: TCP or Unix domain, which share
@@ -171,8 +186,8 @@ static int block_fd(Tcp *c) {
   return c ? tsk_handle_fd((const uv_handle_t *)&c->h) : -1;
 }
 
-/* Close c: every tasklet waiting on it is woken with "closed". */
-static void block_close(Tcp *c) {
+/* Every tasklet waiting on c is woken with "closed". */
+static void block_wakeall(Tcp *c) {
   tsk_Tasklet *t = c->wowner;
   c->wowner = NULL;
   if (t != NULL) {
@@ -182,8 +197,66 @@ static void block_close(Tcp *c) {
   tsk_queue_wakeall(&c->readers, TSK_WCLOSED);
   tsk_queue_wakeall(&c->writers, TSK_WCLOSED);
   tsk_watch_closeall(&c->watchers);
+}
+
+/* Close c, waking everyone waiting on it. */
+static void block_close(Tcp *c) {
+  block_wakeall(c);
   tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
   tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_close */
+}
+
+/* --- lingering -------------------------------------------------------- */
+
+/* A write libuv still holds was reported as sent by send() (it timed out,
+** or its tasklet was killed): under LuaSocket those bytes would be in the
+** kernel, which delivers them after close. So close() and collection let
+** such a block linger until libuv has written them (bounded by
+** TCP_USER_TIMEOUT), unless linger{on, timeout 0} asks for an abort. The
+** string being written is anchored in the registry meanwhile. The state
+** closing closes every lingering block at once (lingerall). */
+
+static void lingerdone(Tcp *c) {
+  Req *req = c->req;
+  *req->lprev = req->lnext;
+  if (req->lnext != NULL) req->lnext->req->lprev = req->lprev;
+  luaL_unref(c->S->L, LUA_REGISTRYINDEX, req->anchor);
+  c->lingering = 0;
+  tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
+}
+
+static void lingerall(tsk_Sched *S) {
+  while (S->lingering != NULL) lingerdone((Tcp *)S->lingering);
+}
+
+/* Close the block of the box at 1; 0 if it must close at once instead. */
+static int lingerclose(lua_State *L, Tcp *c) {
+  struct linger li;
+  socklen_t len = (socklen_t)sizeof li;
+  int fd = block_fd(c);
+  Req *req = c->req;
+  if (c->busy != B_WRITE || c->S->closing) return 0;
+  if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &li, &len) == 0 && li.l_onoff && li.l_linger == 0)
+    return 0;
+#ifdef TCP_USER_TIMEOUT
+  if (c->family != AF_UNIX) {
+    unsigned ms = TCP_LINGER * 1000;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, (socklen_t)sizeof ms);
+  }
+#endif
+  block_wakeall(c);
+  uv_read_stop((uv_stream_t *)&c->h);
+  c->reading = 0;
+  tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_read_stop */
+  lua_getiuservalue(L, 1, 1);
+  req->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  req->lnext = (Tcp *)c->S->lingering;
+  req->lprev = (Tcp **)&c->S->lingering;
+  if (req->lnext != NULL) req->lnext->req->lprev = &req->lnext;
+  c->S->lingering = c;
+  c->S->atclose = lingerall;
+  c->lingering = 1;
+  return 1;
 }
 
 static void box_close(Box *b) {
@@ -536,7 +609,7 @@ static void writer_cancel(tsk_Tasklet *t) {
 /* The request in flight finished: wake its owner and the next writer. */
 static void reqdone(Tcp *c, int status) {
   tsk_Tasklet *t = c->wowner;
-  c->busy = 0;
+  c->busy = B_NONE;
   c->werr = status;
   c->wowner = NULL;
   if (t != NULL) tsk_wake(t, TSK_WOK, NULL, 0);
@@ -546,7 +619,9 @@ static void reqdone(Tcp *c, int status) {
 }
 
 static void write_cb(uv_write_t *req, int status) {
-  reqdone((Tcp *)req->handle, status);
+  Tcp *c = (Tcp *)req->handle;
+  reqdone(c, status);
+  if (c->lingering) lingerdone(c);
 }
 
 static int sendtry(lua_State *L, Box *b, int turn);
@@ -617,7 +692,7 @@ static int sendtry(lua_State *L, Box *b, int turn) {
   r = uv_write(&req->write, (uv_stream_t *)&c->h, &ub, 1, write_cb);
   if (r != 0) return sendresult(L, b, start, end, sent, r);
   c->S->bytesout += ub.len;
-  c->busy = 1;
+  c->busy = B_WRITE;
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, 1);  /* the string lives until the write is done */
   t = tsk_self(c->S);
@@ -753,7 +828,7 @@ static int connectnext(lua_State *L, Box *b, int i, int lasterr) {
       lasterr = r;
       continue;
     }
-    b->c->busy = 1;
+    b->c->busy = B_CONNECT;
     b->c->cstate = C_PENDING;
     return waitconnect(L, b, i);
   }
@@ -994,16 +1069,22 @@ static int meth_accept(lua_State *L) {
 
 /* --- the rest --------------------------------------------------------- */
 
+/* Close the box at 1, letting a write in flight finish (lingerclose). */
+static void box_closeflush(lua_State *L, Box *b) {
+  if (b->c != NULL && lingerclose(L, b->c)) b->c = NULL;
+  else box_close(b);
+}
+
 static int meth_close(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  box_close(b);
+  box_closeflush(L, b);
   lua_pushnumber(L, 1);
   return 1;
 }
 
 static int meth_gc(lua_State *L) {
   Box *b = (Box *)tsk_class_testgroup(L, STREAM, 1);
-  if (b != NULL) box_close(b);  /* (NULL: called by hand on something else) */
+  if (b != NULL) box_closeflush(L, b);  /* (NULL: called by hand on something else) */
   return 0;
 }
 
@@ -1369,7 +1450,7 @@ static int meth_uconnect(lua_State *L) {
   tsk_checkblock(L, S);
   if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
   uv_pipe_connect(&req->connect, &b->c->p, path, connect_cb);
-  b->c->busy = 1;
+  b->c->busy = B_CONNECT;
   b->c->cstate = C_PENDING;
   return waitconnect(L, b, -1);
 }

@@ -191,6 +191,34 @@ describe("send", function()
   end)
 end)
 
+describe("send that times out", function()
+  -- what send reported as sent reaches the peer even when the socket is
+  -- closed or dropped at once: LuaSocket's kernel delivers it; tasksock lets
+  -- the socket linger until libuv has written it
+  for _, how in ipairs{"close", "collect"} do
+    it("delivers every byte it reported, then " .. how, function()
+      same(function(socket, note)
+        local srv = assert(socket.bind("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        local c = socket.tcp()
+        c:setoption("send-buffer-size", 8192)
+        assert(c:connect("127.0.0.1", port))
+        local a = assert(srv:accept())
+        local data = string.rep("0123456789abcdef", 1024 * 1024)
+        c:settimeout(0.2)
+        local n, err, last = c:send(data)
+        note(n, err, last > 0 and last <= #data)
+        if how == "close" then c:close() else c = nil; collectgarbage(); collectgarbage() end -- luacheck: ignore 311
+        a:settimeout(10)
+        local got, e, part = a:receive("*a")
+        got = got or part
+        note(e, #got == last, got == data:sub(1, last))
+        a:close() srv:close()
+      end)
+    end)
+  end
+end)
+
 describe("shutdown", function()
   it("half-closes: the peer sees the end, the other way still works", function()
     same(function(socket, note)
