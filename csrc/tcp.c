@@ -83,7 +83,10 @@ typedef struct Tcp {
   size_t leftover;         /* bytes a receive left buffered: dirty() as in
                               LuaSocket, where bytes read ahead since then
                               would still be in the kernel */
-  Req *req;                /* lazily allocated, reused: one at a time */
+  union {
+    Req *req;              /* lazily allocated, reused: one at a time */
+    uv_poll_t *lis;        /* a server's watch on its descriptor */
+  };
   int rerr;                /* read side ended: UV_EOF or an error */
   int werr;                /* result of the last connect or write */
   int family;
@@ -92,6 +95,8 @@ typedef struct Tcp {
   unsigned char pending;   /* server: a connection waits for accept */
   unsigned char cstate;    /* C_* */
   unsigned char lingering; /* closed, delivering its write (lingerclose) */
+  unsigned char listening; /* a server: lis, not req (see listening) */
+  unsigned char polling;   /* lis is started */
 } Tcp;
 
 /* The class names of a stream kind: TCP or Unix domain, which share
@@ -143,11 +148,19 @@ static void block_close_cb(uv_handle_t *h) {
   free(c);
 }
 
-/* Is a tasklet waiting on c? Then the handle keeps the loop alive. */
+static void lis_cb(uv_poll_t *p, int status, int events);
+
+/* Is a tasklet waiting on c? Then the handle keeps the loop alive (a
+** server's: its watch, which runs while anyone waits). */
 static void refresh(Tcp *c) {
-  tsk_handle_waiting((uv_handle_t *)&c->h,
-                     c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL ||
-                     c->watchers != NULL);
+  int waiting = c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL ||
+                c->watchers != NULL;
+  if (c->listening) {
+    if (waiting && !c->polling && uv_poll_start(c->lis, UV_READABLE, lis_cb) == 0)
+      c->polling = 1;
+    tsk_handle_waiting((uv_handle_t *)c->lis, waiting);
+  }
+  else tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
 }
 
 /* A new block with a descriptor of family (0 or a negative uv code). */
@@ -199,9 +212,16 @@ static void block_wakeall(Tcp *c) {
   tsk_watch_closeall(&c->watchers);
 }
 
+static void lis_close_cb(uv_handle_t *h) { free(h); }
+
 /* Close c, waking everyone waiting on it. */
 static void block_close(Tcp *c) {
   block_wakeall(c);
+  if (c->listening) {  /* before the descriptor it watches is closed */
+    uv_close((uv_handle_t *)c->lis, lis_close_cb);
+    c->lis = NULL;
+    c->listening = 0;
+  }
   tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
   tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_close */
 }
@@ -936,10 +956,23 @@ static int meth_bind(lua_State *L) {
                           0, boundk);
 }
 
-static void connection_cb(uv_stream_t *s, int status) {
-  Tcp *c = (Tcp *)s;
+/*
+** A server accepts with accept(2) itself, as LuaSocket does, and watches
+** its descriptor with a uv_poll_t (lis) of its own. libuv's uv_listen
+** would accept ahead of any accept() call and, out of descriptors, accept
+** and drop what LuaSocket leaves queued in the kernel (its "EMFILE
+** trick"). The watch is started while anyone waits; an event that finds
+** nobody waiting stops it (it is level-triggered: it would fire again).
+*/
+static void lis_cb(uv_poll_t *p, int status, int events) {
+  Tcp *c = (Tcp *)p->data;
+  (void)events;
   if (status < 0) c->rerr = status;
   else c->pending = 1;
+  if (c->readers.head == NULL && c->watchers == NULL) {
+    uv_poll_stop(p);
+    c->polling = 0;
+  }
   wakehead(&c->readers);
   tsk_watch_fire(c->watchers);
 }
@@ -948,10 +981,21 @@ static void connection_cb(uv_stream_t *s, int status) {
 static int meth_listen(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_MASTER);
   int backlog = tsk_num2int(luaL_optnumber(L, 2, 32));
+  Tcp *c = b->c;
+  uv_poll_t *lis;
   int r;
-  if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
-  r = uv_listen((uv_stream_t *)&b->c->h, backlog, connection_cb);
-  if (r != 0) return tsk_sock_fail(L, r);
+  if (c == NULL) return tsk_sock_fail(L, UV_EBADF);
+  if (listen(block_fd(c), backlog) != 0) return tsk_sock_fail(L, -errno);
+  if ((lis = (uv_poll_t *)malloc(sizeof *lis)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
+  if ((r = uv_poll_init_socket(c->S->loop, lis, block_fd(c))) != 0) {
+    free(lis);
+    return tsk_sock_fail(L, r);
+  }
+  lis->data = c;
+  uv_unref((uv_handle_t *)lis);
+  free(c->req);
+  c->lis = lis;
+  c->listening = 1;
   tsk_class_set(L, 1, b->k->server);
   lua_pushnumber(L, 1);
   return 1;
@@ -1014,39 +1058,28 @@ static int acceptnow(Tcp *c, Tcp **out) {
 }
 
 static int accepttry(lua_State *L, Box *b, int head) {
-  Tcp *c = b->c, *nc;
+  Tcp *c = b->c, *nc = NULL;
   tsk_Tasklet *t;
   double left;
   int r;
   if (c == NULL) return tsk_sock_fail(L, TSK_WCLOSED);
+  left = waittime(b);
   if (head || c->readers.head == NULL) {
     if (c->rerr != 0) {
       r = c->rerr;
       c->rerr = 0;
       return tsk_sock_fail(L, r);
     }
-    if (c->pending) {
+    /* the watch saw a connection, or the call may not wait (the loop,
+    ** which would see one, may not have run): ask the kernel. An error
+    ** (out of descriptors) leaves the connection queued, as in LuaSocket */
+    if (c->pending || left == 0) {
+      if ((r = acceptnow(c, &nc)) == 0) return adopt(L, b, nc);
+      if (r != TSK_WTIMEOUT) return tsk_sock_fail(L, r);
       c->pending = 0;
-      if ((r = block_new(c->S, c->family == AF_UNIX ? -AF_UNIX : AF_UNSPEC, &nc)) != 0)
-        return tsk_sock_fail(L, r);
-      if ((r = uv_accept((uv_stream_t *)&c->h, (uv_stream_t *)&nc->h)) != 0) {
-        block_close(nc);
-        if (r != UV_EAGAIN) return tsk_sock_fail(L, r);
-      }
-      else return adopt(L, b, nc);
     }
   }
-  left = waittime(b);
-  if (left == 0) {
-    /* may not wait: ask the kernel itself, as LuaSocket does, since the
-    ** loop (which would have seen the connection) may not have run */
-    if ((head || c->readers.head == NULL) && c->rerr == 0 &&
-        (r = acceptnow(c, &nc)) != TSK_WTIMEOUT) {
-      if (r != 0) return tsk_sock_fail(L, r);
-      return adopt(L, b, nc);
-    }
-    return tsk_sock_fail(L, TSK_WTIMEOUT);
-  }
+  if (left == 0) return tsk_sock_fail(L, TSK_WTIMEOUT);
   t = tsk_self(c->S);
   tsk_checkblock(L, c->S);
   head = head || c->readers.head == NULL;
@@ -1281,10 +1314,9 @@ static int pollnow(int fd, int write) {
 static int tcp_ready(lua_State *L, int idx, int write) {
   Box *b = (Box *)lua_touserdata(L, idx);
   Tcp *c = b->c;
-  const char *cls = tsk_class_name(L, idx);
   if (c == NULL) return 1;
-  if (cls != NULL && strcmp(cls, SERVER) == 0)
-    return !write && (c->pending || c->rerr != 0);
+  if (c->listening)
+    return !write && (c->pending || c->rerr != 0 || pollnow(block_fd(c), 0));
   switch (c->cstate) {
     case C_PENDING: return 0;
     case C_FAILED: case C_STOLEN: return 1;
@@ -1298,13 +1330,12 @@ static int tcp_ready(lua_State *L, int idx, int write) {
 static int tcp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
   Box *b = (Box *)lua_touserdata(L, idx);
   Tcp *c = b->c;
-  const char *cls = tsk_class_name(L, idx);
   if (c == NULL) return 1;
-  if (!(cls != NULL && strcmp(cls, SERVER) == 0) &&
+  if (!c->listening &&
       c->cstate != C_PENDING && c->cstate != C_DONE && c->cstate != C_CONNECTED)
     return 1;
   tsk_watch_link(&c->watchers, w, c);
-  if (!write) startread(c);
+  if (!write && !c->listening) startread(c);
   refresh(c);
   return 0;
 }

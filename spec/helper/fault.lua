@@ -256,9 +256,8 @@ function F.child(code, ...)
   }
 end
 
--- libuv opens a spare descriptor for its loop at the first listen (to
--- shed connections when out of descriptors): open it now, not inside a
--- test that counts descriptors.
+-- libuv opens a spare descriptor for its loop when the first stream is
+-- made: make one now, not inside a test that counts descriptors.
 do
   local srv = F.listen()
   srv:close()
