@@ -106,12 +106,13 @@ typedef struct Kind {
 } Kind;
 
 typedef struct Box {
-  const Kind *k;
+  const Kind *k;           /* &tcpkind or &unixkind: marks a box (checkbox) */
   Tcp *c;                  /* NULL: no descriptor (not yet, or closed) */
   tsk_Timeout tm;
   double birthday, received, sent;
   size_t maxline;
   int family;              /* AF_UNSPEC until chosen */
+  int role;                /* R_MASTER, R_CLIENT or R_SERVER: its class */
 } Box;
 
 #define MASTER "tcp{master}"
@@ -127,9 +128,16 @@ static const Kind unixkind = {"unixstream{master}", "unixstream{client}",
 enum { R_MASTER, R_CLIENT, R_SERVER, R_ANY };
 
 /* The box at 1 if it is of role for its kind, else LuaSocket's argument
-** error naming the class of its kind (TCP's for anything else). */
+** error naming the class of its kind (TCP's for anything else). Every
+** method checks, so a box is known without Lua table lookups: a full
+** userdata of a box's size whose kind is one of ours (an address no Lua
+** value reveals), with the role its class was set to (setrole). */
 static void *checkbox(lua_State *L, int role) {
-  Box *b = (Box *)tsk_class_testgroup(L, STREAM, 1);
+  Box *b = (Box *)lua_touserdata(L, 1);
+  if (b != NULL && lua_rawlen(L, 1) == sizeof *b &&
+      (b->k == &tcpkind || b->k == &unixkind) && (role == R_ANY || b->role == role))
+    return b;
+  b = (Box *)tsk_class_testgroup(L, STREAM, 1);
   const Kind *k = b != NULL ? b->k : &tcpkind;
   switch (role) {
     case R_MASTER: return tsk_class_check(L, k->master, 1);
@@ -397,7 +405,14 @@ static void pullnow(Tcp *c) {
 
 /* --- Lua side helpers ------------------------------------------------- */
 
-static Box *newbox(lua_State *L, const char *classname, int family, const Kind *k) {
+/* Set the class of box b at idx to its kind's class for role. */
+static void setrole(lua_State *L, int idx, Box *b, int role) {
+  b->role = role;
+  tsk_class_set(L, idx, role == R_MASTER ? b->k->master
+                        : role == R_CLIENT ? b->k->client : b->k->server);
+}
+
+static Box *newbox(lua_State *L, int role, int family, const Kind *k) {
   Box *b = (Box *)lua_newuserdatauv(L, sizeof *b, 1);
   memset(b, 0, sizeof *b);
   b->k = k;
@@ -405,7 +420,7 @@ static Box *newbox(lua_State *L, const char *classname, int family, const Kind *
   b->birthday = tsk_now();
   b->maxline = TCP_MAXLINE;
   b->family = family;
-  tsk_class_set(L, -1, classname);
+  setrole(L, -1, b, role);
   return b;
 }
 
@@ -811,7 +826,7 @@ static int connectk(lua_State *L, int status, lua_KContext ctx) {
     b->c->cstate = C_NONE;
     return connectnext(L, b, (int)ctx + 1, b->c->werr);
   }
-  if (b->c->cstate == C_DONE) tsk_class_set(L, 1, b->k->client);  /* unix */
+  if (b->c->cstate == C_DONE) setrole(L, 1, b, R_CLIENT);  /* unix */
   return connected(L, b->c);
 }
 
@@ -893,7 +908,7 @@ static int meth_connect(lua_State *L) {
   const char *port = luaL_checkstring(L, 3);  /* a service, as LuaSocket */
   tsk_Sched *S = tsk_upsched(L);
   tsk_timeout_markstart(&b->tm);
-  tsk_class_set(L, 1, b->k->client);  /* even if it fails, as LuaSocket */
+  setrole(L, 1, b, R_CLIENT);  /* even if it fails, as LuaSocket */
   lua_settop(L, 3);
   if (b->c != NULL) {
     switch (b->c->cstate) {
@@ -996,7 +1011,7 @@ static int meth_listen(lua_State *L) {
   free(c->req);
   c->lis = lis;
   c->listening = 1;
-  tsk_class_set(L, 1, b->k->server);
+  setrole(L, 1, b, R_SERVER);
   lua_pushnumber(L, 1);
   return 1;
 }
@@ -1019,15 +1034,10 @@ static int acceptk(lua_State *L, int status, lua_KContext ctx) {
 /* [-0, +1] the client box of nc, a connection accepted on server b. */
 static int adopt(lua_State *L, Box *b, Tcp *nc) {
   Tcp *c = b->c;
-  struct sockaddr_storage ss;
-  int len = (int)sizeof ss;
   Box *nb;
   nc->cstate = C_CONNECTED;
-  nc->family = b->family;
-  if (nc->family != AF_UNIX &&
-      uv_tcp_getsockname(&nc->h, (struct sockaddr *)&ss, &len) == 0)
-    nc->family = ss.ss_family;
-  nb = newbox(L, b->k->client, nc->family, b->k);
+  nc->family = c->family;  /* an accepted socket's is its listener's */
+  nb = newbox(L, R_CLIENT, nc->family, b->k);
   nb->c = nc;
   startread(nc);
   if (c->readers.head != NULL) wakehead(&c->readers);
@@ -1351,7 +1361,7 @@ static const tsk_Ready tcp_readiness = {tcp_ready, tcp_watch, tcp_unwatch};
 /* --- constructors ----------------------------------------------------- */
 
 static int create(lua_State *L, int family) {
-  Box *b = newbox(L, MASTER, family, &tcpkind);
+  Box *b = newbox(L, R_MASTER, family, &tcpkind);
   if (family != AF_UNSPEC) {
     int r = ensureblock(L, b, family);
     if (r != 0) return tsk_sock_fail(L, r);
@@ -1455,7 +1465,7 @@ static int meth_uconnect(lua_State *L) {
       if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
       return waitconnect(L, b, -1);
     case C_DONE:
-      tsk_class_set(L, 1, b->k->client);
+      setrole(L, 1, b, R_CLIENT);
       /* fall through */
     case C_FAILED: return connected(L, b->c);
     case C_CONNECTED: return tsk_sock_fail(L, UV_EISCONN);
@@ -1472,7 +1482,7 @@ static int meth_uconnect(lua_State *L) {
     if (r == 0) {
       b->c->cstate = C_CONNECTED;
       startread(b->c);
-      tsk_class_set(L, 1, b->k->client);
+      setrole(L, 1, b, R_CLIENT);
       lua_pushnumber(L, 1);
       return 1;
     }
@@ -1557,7 +1567,7 @@ static int meth_usetoption(lua_State *L) {
 
 /* socket.unix.stream(): a master with its descriptor. */
 static int global_unixstream(lua_State *L) {
-  Box *b = newbox(L, unixkind.master, AF_UNIX, &unixkind);
+  Box *b = newbox(L, R_MASTER, AF_UNIX, &unixkind);
   int r = ensureblock(L, b, AF_UNIX);
   if (r != 0) return tsk_sock_fail(L, r);
   return 1;
