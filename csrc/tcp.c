@@ -922,8 +922,10 @@ static int meth_connect(lua_State *L) {
           lua_pushnumber(L, 1);
           return 1;
         }
-        /* refused: the kernel says so at once, as below */
-        if (steal(b->c) == 0) return waitconnect(L, b, -1);
+        /* still in progress: connect(2) says EALREADY, which LuaSocket
+        ** returns at once, whatever the timeout; refused: the error, as
+        ** below */
+        if (steal(b->c) == 0) return tsk_sock_fail(L, UV_EALREADY);
       }
       /* fall through */
       case C_DONE: case C_FAILED: case C_STOLEN:
