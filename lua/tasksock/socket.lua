@@ -23,11 +23,15 @@ M.tcp6 = C.tcp6
 local families = { unspec = M.tcp, inet = M.tcp4, inet6 = M.tcp6 }
 
 -- connect(address, port[, laddress[, lport[, family]]]): a client or nil, err.
+-- As in LuaSocket, family picks the local address only: without laddress
+-- the connection may use any family (connect6("127.0.0.1", p) connects
+-- over IPv4), with it the connection uses the bound address's family.
 function M.connect(address, port, laddress, lport, family)
   local new = families[family or "unspec"]
   if not new then
-    error(("bad argument #5 to 'connect' (invalid option '%s')"):format(tostring(family)), 2)
+    error(("bad argument #5 to 'socket.connect' (invalid option '%s')"):format(tostring(family)), 2)
   end
+  if not laddress then new = M.tcp end
   local sock, err = new()
   if not sock then return nil, err end
   local ok
