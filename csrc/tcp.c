@@ -112,7 +112,9 @@ typedef struct Box {
   double birthday, received, sent;
   size_t maxline;
   int family;              /* AF_UNSPEC until chosen */
-  int role;                /* R_MASTER, R_CLIENT or R_SERVER: its class */
+  unsigned char role;      /* R_MASTER, R_CLIENT or R_SERVER: its class */
+  unsigned char trial;     /* this connect began with no family chosen */
+  unsigned char renew;     /* the next connect makes a new descriptor */
 } Box;
 
 #define MASTER "tcp{master}"
@@ -813,6 +815,19 @@ static int connected(lua_State *L, Tcp *c) {
 
 static int connectnext(lua_State *L, Box *b, int i, int lasterr);
 
+/* A connect that waited failed. As in LuaSocket, a socket whose family
+** was not chosen before it keeps none, and its next connect makes a new
+** descriptor (LuaSocket records the family only once a connect succeeds
+** or may not wait). */
+static int connectfail(lua_State *L, Box *b, int err) {
+  if (b->trial) {
+    b->family = AF_UNSPEC;
+    b->renew = 1;
+    b->trial = 0;
+  }
+  return tsk_sock_fail(L, err);
+}
+
 /* Waiting for an attempt: ctx is the index of its address, -1 when it
 ** was started by an earlier call. */
 static int connectk(lua_State *L, int status, lua_KContext ctx) {
@@ -820,7 +835,7 @@ static int connectk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Tasklet *t = tsk_self(tsk_upsched(L));
   (void)status;
   if (b->c == NULL || t->wresult == TSK_WCLOSED) return tsk_sock_fail(L, TSK_WCLOSED);
-  if (t->wresult == TSK_WTIMEOUT) return tsk_sock_fail(L, TSK_WTIMEOUT);
+  if (t->wresult == TSK_WTIMEOUT) return connectfail(L, b, TSK_WTIMEOUT);
   if (t->wresult < 0) return tsk_sock_fail(L, t->wresult);
   if (b->c->cstate == C_FAILED && ctx >= 0) {
     b->c->cstate = C_NONE;
@@ -834,7 +849,10 @@ static int waitconnect(lua_State *L, Box *b, int i) {
   Tcp *c = b->c;
   tsk_Tasklet *t = tsk_self(c->S);
   double left = waittime(b);
-  if (left == 0) return tsk_sock_fail(L, TSK_WTIMEOUT);
+  if (left == 0) {  /* may not wait: LuaSocket records the family */
+    b->trial = 0;
+    return tsk_sock_fail(L, TSK_WTIMEOUT);
+  }
   tsk_checkblock(L, c->S);
   c->wowner = t;
   refresh(c);
@@ -852,7 +870,8 @@ static int connectnext(lua_State *L, Box *b, int i, int lasterr) {
   for (; ai != NULL; ai = ai->ai_next, i++) {
     Req *req;
     tsk_timeout_markstart(&b->tm);
-    if (b->c != NULL && b->c->family != ai->ai_family) box_close(b);
+    if (b->c != NULL && (b->c->family != ai->ai_family || b->renew)) box_close(b);
+    b->renew = 0;
     if ((r = ensureblock(L, b, ai->ai_family)) != 0) {
       lasterr = r;
       continue;
@@ -867,7 +886,7 @@ static int connectnext(lua_State *L, Box *b, int i, int lasterr) {
     b->c->cstate = C_PENDING;
     return waitconnect(L, b, i);
   }
-  return tsk_sock_fail(L, lasterr ? lasterr : UV_EAI_NONAME);
+  return connectfail(L, b, lasterr ? lasterr : UV_EAI_NONAME);
 }
 
 static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
@@ -934,6 +953,7 @@ static int meth_connect(lua_State *L) {
       default: break;  /* C_CONNECTED: the kernel answers, once resolved */
     }
   }
+  b->trial = b->family == AF_UNSPEC;
   return tsk_addr_resolve(L, S, host, port, b->family, SOCK_STREAM, 0, 0, resolvedk);
 }
 
@@ -1334,7 +1354,9 @@ static int tcp_ready(lua_State *L, int idx, int write) {
     case C_FAILED: case C_STOLEN: return 1;
     case C_DONE: case C_CONNECTED:
       if (write) return !c->busy;
-      return tsk_buf_len(&c->buf) > 0 || c->rerr != 0;
+      /* bytes the loop has not read yet count too, as for LuaSocket's
+      ** poll: select may return at once for another object */
+      return tsk_buf_len(&c->buf) > 0 || c->rerr != 0 || pollnow(block_fd(c), 0);
     default: return pollnow(block_fd(c), write);  /* idle: the kernel knows */
   }
 }

@@ -50,6 +50,17 @@ describe("socket.select (differential)", function()
     end)
   end)
 
+  it("reports bytes the loop has not read yet when another object is ready at once", function()
+    same(function(socket, note)
+      local c, a, srv = H.pair(socket)
+      assert(c:send("x"))  -- in the kernel at once on loopback
+      local r, w, e = socket.select({ a, a }, { a }, 1)
+      shape(note, r, w, e, { [a] = "a" })
+      note(a:receive(1))
+      c:close(); a:close(); srv:close()
+    end)
+  end)
+
   it("reports a connected client writable", function()
     same(function(socket, note)
       local c, a, srv = H.pair(socket)
