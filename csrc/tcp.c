@@ -318,6 +318,8 @@ static void wakehead(tsk_Queue *q) {
   if (q->head != NULL) tsk_wake(q->head, TSK_WOK, NULL, 0);
 }
 
+static int takeerror(Tcp *c);
+
 /* --- reading ahead ---------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ub) {
@@ -518,6 +520,8 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   double left;
   int m;
   if (c == NULL) return recvfail(L, b, r, "closed", 0);
+  if (c->cstate != C_CONNECTED && c->cstate != C_NONE && (m = takeerror(c)) != 0)
+    return recvfail(L, b, r, tsk_sock_strerror(m), 0);
   left = waittime(b);
   if (head || c->readers.head == NULL) {
     m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
@@ -699,6 +703,8 @@ static int sendtry(lua_State *L, Box *b, int turn) {
   sendrange(L, size, &start, &end);
   if (start > end) return sendresult(L, b, start, start - 1, 0, 0);
   if (c == NULL) return sendresult(L, b, start, end, 0, TSK_WCLOSED);
+  if (c->cstate != C_CONNECTED && c->cstate != C_NONE && (r = takeerror(c)) != 0)
+    return sendresult(L, b, start, end, 0, r);
   left = waittime(b);
   if (c->busy || (c->writers.head != NULL && !turn)) {  /* wait for a turn */
     if (left == 0) return sendresult(L, b, start, end, 0, TSK_WTIMEOUT);
@@ -778,6 +784,17 @@ static int steal(Tcp *c) {
   c->cstate = C_STOLEN;
   c->werr = -v;
   return -v;
+}
+
+/* The error a failed connect left for the next call to take, as the
+** kernel's SO_ERROR is taken by the first recv, send, connect or
+** getoption("error"): once, then 0. */
+static int takeerror(Tcp *c) {
+  int err = steal(c);
+  if (err == 0 && (c->cstate == C_FAILED || c->cstate == C_STOLEN)) err = c->werr;
+  if (err == 0 || err == UV_ECONNABORTED) return 0;
+  c->werr = UV_ECONNABORTED;
+  return err;
 }
 
 /* connect(2) on c's descriptor, as LuaSocket calls it when a script asks
@@ -1288,15 +1305,13 @@ static int get_maxline(lua_State *L, int fd, void *obj) {
 static int get_error(lua_State *L, int fd, void *obj) {
   Tcp *c = ((Box *)obj)->c;
   if (c != NULL) {
-    int err = steal(c);
-    if (err == 0 && (c->cstate == C_FAILED || c->cstate == C_STOLEN))
-      err = c->werr;
-    if (err != 0 && err != UV_ECONNABORTED) {
-      c->werr = UV_ECONNABORTED;
+    int err = takeerror(c);
+    if (err != 0) {
       lua_pushstring(L, tsk_sock_strerror(err));
       return 1;
     }
-    if (err != 0 || c->cstate == C_PENDING) {  /* libuv reads SO_ERROR */
+    /* taken already, or libuv will read SO_ERROR itself */
+    if (c->cstate == C_FAILED || c->cstate == C_STOLEN || c->cstate == C_PENDING) {
       lua_pushnil(L);
       return 1;
     }
