@@ -28,7 +28,7 @@ while true do
   if not f then break end
   hold[#hold + 1] = f
 end
-srv:settimeout(2)
+srv:settimeout(5)
 local c, e = srv:accept()
 note(c and "accepted" or nil, e)
 srv:settimeout(0)
