@@ -44,6 +44,17 @@ local function bare_spawn(n)
   for _ = 1, n do co_resume(co_create(noop)) end
 end
 
+-- The bare loop in the tasklets' pattern: 100 coroutines created and
+-- held, then each resumed. What the collector makes of coroutines that
+-- wait for their turn shows here without any scheduler.
+local function bare_batch(n)
+  local held = {}
+  for _ = 1, n // 100 do
+    for i = 1, 100 do held[i] = co_create(noop) end
+    for i = 1, 100 do co_resume(held[i]); held[i] = nil end
+  end
+end
+
 -- Spawned in batches of 100, each batch run to completion: live memory
 -- stays small, as with the bare loop.
 local function ts_spawn(n)
@@ -96,6 +107,8 @@ for _, mode in ipairs { gcmode, gcmode == "generational" and "incremental" or "g
   collectgarbage(mode)
   row("spawn+finish /s [" .. mode:sub(1, 3) .. "]", "bare: coroutine.create + resume; GC " .. mode,
       compare(ts_spawn, bare_spawn, N))
+  row("  vs bare batched [" .. mode:sub(1, 3) .. "]", "bare: 100 created and held, then resumed",
+      compare(ts_spawn, bare_batch, N))
   row("spawn all, then run /s [" .. mode:sub(1, 3) .. "]", "N tasklets alive at once; GC " .. mode,
       compare(ts_spawn_all, bare_spawn, N))
 end
