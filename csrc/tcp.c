@@ -1031,25 +1031,33 @@ static void lis_cb(uv_poll_t *p, int status, int events) {
   tsk_watch_fire(c->watchers);
 }
 
-/* master:listen([backlog]) */
-static int meth_listen(lua_State *L) {
-  Box *b = (Box *)checkbox(L, R_MASTER);
-  int backlog = tsk_num2int(luaL_optnumber(L, 2, 32));
-  Tcp *c = b->c;
-  uv_poll_t *lis;
+/* Make c, whose descriptor listens, a server block: its watch (0 or a
+** negative uv error). */
+static int startlisten(Tcp *c) {
+  uv_poll_t *lis = (uv_poll_t *)malloc(sizeof *lis);
   int r;
-  if (c == NULL) return tsk_sock_fail(L, UV_EBADF);
-  if (listen(block_fd(c), backlog) != 0) return tsk_sock_fail(L, -errno);
-  if ((lis = (uv_poll_t *)malloc(sizeof *lis)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
+  if (lis == NULL) return UV_ENOMEM;
   if ((r = uv_poll_init_socket(c->S->loop, lis, block_fd(c))) != 0) {
     free(lis);
-    return tsk_sock_fail(L, r);
+    return r;
   }
   lis->data = c;
   uv_unref((uv_handle_t *)lis);
   free(c->req);
   c->lis = lis;
   c->listening = 1;
+  return 0;
+}
+
+/* master:listen([backlog]) */
+static int meth_listen(lua_State *L) {
+  Box *b = (Box *)checkbox(L, R_MASTER);
+  int backlog = tsk_num2int(luaL_optnumber(L, 2, 32));
+  Tcp *c = b->c;
+  int r;
+  if (c == NULL) return tsk_sock_fail(L, UV_EBADF);
+  if (listen(block_fd(c), backlog) != 0) return tsk_sock_fail(L, -errno);
+  if ((r = startlisten(c)) != 0) return tsk_sock_fail(L, r);
   setrole(L, 1, b, R_SERVER);
   lua_pushnumber(L, 1);
   return 1;
@@ -1226,6 +1234,7 @@ static int meth_setfd(lua_State *L) {
       startread(c);
     }
   }
+  if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
   b->c = c;
   return 0;
 }
@@ -1588,6 +1597,7 @@ static int meth_usetfd(lua_State *L) {
       startread(c);
     }
   }
+  if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
   b->c = c;
   return 0;
 }
