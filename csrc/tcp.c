@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <poll.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -64,6 +65,8 @@ typedef struct Req {
     uv_write_t write;
   };
   /* a closed socket lingering for its write (see lingerclose) */
+  const char *wbase;       /* the bytes of the write in flight */
+  size_t wlen;
   int anchor;              /* registry ref of the string being written */
   struct Tcp *lnext, **lprev;  /* in the scheduler's lingering list */
 } Req;
@@ -255,8 +258,33 @@ static void lingerdone(Tcp *c) {
   tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
 }
 
+/* Hand the kernel what it takes now of the bytes libuv still holds: the
+** end of the write in flight (one buffer), in order. The kernel delivers
+** them after close, as it would have for LuaSocket; the rest is lost. */
+static void flushnow(Tcp *c) {
+  size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->h);
+  const char *p = c->req->wbase + c->req->wlen - left;
+  int fd = block_fd(c);
+  if (left == 0 || left > c->req->wlen || fd < 0) return;
+  if (left <= (size_t)INT_MAX / 2) {  /* room for it all, if the kernel allows */
+    int size = (int)left * 2;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, (socklen_t)sizeof size);
+  }
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    p += n;
+    left -= (size_t)n;
+  }
+}
+
+/* The state is closing: what libuv holds goes to the kernel if it fits. */
 static void lingerall(tsk_Sched *S) {
-  while (S->lingering != NULL) lingerdone((Tcp *)S->lingering);
+  while (S->lingering != NULL) {
+    flushnow((Tcp *)S->lingering);
+    lingerdone((Tcp *)S->lingering);
+  }
 }
 
 /* Close the block of the box at 1; 0 if it must close at once instead. */
@@ -735,6 +763,8 @@ static int sendtry(lua_State *L, Box *b, int turn) {
   r = uv_write(&req->write, (uv_stream_t *)&c->h, &ub, 1, write_cb);
   if (r != 0) return sendresult(L, b, start, end, sent, r);
   c->S->bytesout += ub.len;
+  req->wbase = ub.base;
+  req->wlen = ub.len;
   c->busy = B_WRITE;
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, 1, 1);  /* the string lives until the write is done */
