@@ -271,7 +271,7 @@ static void flushnow(Tcp *c) {
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, (socklen_t)sizeof size);
   }
   while (left > 0) {
-    ssize_t n = write(fd, p, left);
+    ssize_t n = send(fd, p, left, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     p += n;
