@@ -31,6 +31,7 @@
 ** hashing): they run on every method call.
 */
 static char classes_key, marks_key, ready_key;  /* addresses only */
+static char bypointer_key;  /* class metatables by name address (tsk_class_set) */
 
 /* Push the metatable of classname (nil if there is none). */
 static void pushclass(lua_State *L, const char *classname) {
@@ -54,6 +55,8 @@ void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
                    const luaL_Reg *methods) {
   pushclass(L, classname);                   /* nil, or an old one to replace */
   lua_pop(L, 1);
+  lua_pushnil(L);                            /* what tsk_class_set knew is stale */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &bypointer_key);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &classes_key);  /* classes */
   lua_newtable(L);                           /* classes mt */
   lua_pushstring(L, classname);
@@ -91,7 +94,22 @@ void tsk_class_group(lua_State *L, const char *classname, const char *groupname)
 
 void tsk_class_set(lua_State *L, int idx, const char *classname) {
   idx = lua_absindex(L, idx);
-  pushclass(L, classname);
+  /* the metatable by the name's address (the names are static), found by
+  ** name the first time: no string interning per object. Making a class
+  ** drops this cache, so a class made anew is found anew. */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bypointer_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &bypointer_key);
+  }
+  if (lua_rawgetp(L, -1, classname) == LUA_TNIL) {
+    lua_pop(L, 1);
+    pushclass(L, classname);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, classname);
+  }
+  lua_remove(L, -2);
   lua_setmetatable(L, idx);
 }
 
