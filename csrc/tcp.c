@@ -99,7 +99,6 @@ typedef struct Tcp {
   unsigned char cstate;    /* C_* */
   unsigned char lingering; /* closed, delivering its write (lingerclose) */
   unsigned char listening; /* a server: lis, not req (see listening) */
-  unsigned char polling;   /* lis is started */
 } Tcp;
 
 /* The class names of a stream kind: TCP or Unix domain, which share
@@ -169,8 +168,8 @@ static void refresh(Tcp *c) {
   int waiting = c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL ||
                 c->watchers != NULL;
   if (c->listening) {
-    if (waiting && !c->polling && uv_poll_start(c->lis, UV_READABLE, lis_cb) == 0)
-      c->polling = 1;
+    if (waiting && !uv_is_active((uv_handle_t *)c->lis))
+      uv_poll_start(c->lis, UV_READABLE, lis_cb);
     tsk_handle_waiting((uv_handle_t *)c->lis, waiting);
   }
   else tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
@@ -1053,10 +1052,7 @@ static void lis_cb(uv_poll_t *p, int status, int events) {
   (void)events;
   if (status < 0) c->rerr = status;
   else c->pending = 1;
-  if (c->readers.head == NULL && c->watchers == NULL) {
-    uv_poll_stop(p);
-    c->polling = 0;
-  }
+  if (c->readers.head == NULL && c->watchers == NULL) uv_poll_stop(p);
   wakehead(&c->readers);
   tsk_watch_fire(c->watchers);
 }
