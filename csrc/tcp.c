@@ -1146,6 +1146,7 @@ static int accepttry(lua_State *L, Box *b, int head) {
   double left;
   int r;
   if (c == NULL) return tsk_sock_fail(L, TSK_WCLOSED);
+  if (!c->listening) return tsk_sock_fail(L, UV_EINVAL);  /* no watch (setfd) */
   left = waittime(b);
   if (head || c->readers.head == NULL) {
     if (c->rerr != 0) {

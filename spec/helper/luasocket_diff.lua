@@ -57,6 +57,14 @@ function H.both(case)
   return H.run(H.luasocket, case), H.run(H.tasksock, case), H.runtasklet(H.tasksock, case)
 end
 
+-- A port on 127.0.0.1 where nothing listens: connecting to it is refused.
+function H.closedport(socket)
+  local srv = assert(socket.bind("127.0.0.1", 0))
+  local _, port = srv:getsockname()
+  srv:close()
+  return port
+end
+
 -- A connected pair (client, server side) and the server, on 127.0.0.1.
 function H.pair(socket)
   local srv = assert(socket.bind("127.0.0.1", 0))
