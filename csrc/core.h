@@ -89,6 +89,8 @@ struct tsk_Tasklet {
   unsigned char killed;    /* kill() was called on it */
   unsigned char ok;        /* dead: returned (1) or failed (0) */
   unsigned char ismain;    /* the main chunk's record, not a tasklet */
+  unsigned char exposed;   /* its coroutine was handed to Lua code
+                              (coroutine.running): never pooled */
   int nres;                /* results kept on L's stack once dead */
 };
 
@@ -115,6 +117,9 @@ struct tsk_Sched {
   int errref;              /* registry ref of the error handler, or LUA_NOREF */
   long ntasklets;          /* live (not dead) tasklets */
   tsk_Tasklet *all;        /* the live tasklets, newest first */
+  lua_State *pool;         /* finished coroutines kept for new tasklets,
+                              on this thread's stack */
+  int npool;
   /* statistics, ts.stats() */
   uint64_t switches, spawned;
   uint64_t bytesin, bytesout;
@@ -122,6 +127,10 @@ struct tsk_Sched {
   void *lingering;         /* closed sockets delivering a write (tcp.c) */
   void (*atclose)(tsk_Sched *S);  /* run first when the state closes */
 };
+
+/* At most this many finished coroutines wait in S->pool for a new
+** tasklet (about 1 KiB each): a spawn then allocates no Lua thread. */
+#define TSK_POOL_MAX 256
 
 /* Registry names of the metatables. */
 #define TSK_TASKLET_MT "tasksock.tasklet"

@@ -626,6 +626,18 @@ static int co_wrap(lua_State *L) {
   return 1;
 }
 
+/* coroutine.running as Lua's, except that a tasklet whose coroutine is
+** handed out keeps it to itself once dead: a pooled coroutine must not
+** be one that Lua code may still hold (keys of tables, status checks). */
+static int co_running(lua_State *L) {
+  tsk_Sched *S = tsk_upsched(L);
+  int ismain;
+  if (S->current != NULL && S->current->L == L) S->current->exposed = 1;
+  ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain);
+  return 2;
+}
+
 /* --- the scheduler object ------------------------------------------- */
 
 static void close_cb(uv_handle_t *h) {
@@ -676,7 +688,7 @@ tsk_Sched *tsk_sched(lua_State *L) {
     return S;
   }
   lua_pop(L, 1);
-  box = (tsk_Sched **)lua_newuserdatauv(L, sizeof *box, 1);
+  box = (tsk_Sched **)lua_newuserdatauv(L, sizeof *box, 2);
   *box = NULL;
   S = (tsk_Sched *)calloc(1, sizeof *S);
   if (S == NULL) luaL_error(L, "not enough memory");
@@ -702,6 +714,8 @@ tsk_Sched *tsk_sched(lua_State *L) {
   S->main.ref = LUA_NOREF;
   S->main.L = lua_newthread(L);  /* the main chunk's mailbox */
   lua_setiuservalue(L, -2, 1);
+  S->pool = lua_newthread(L);    /* holds the pooled coroutines */
+  lua_setiuservalue(L, -2, 2);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   S->L = lua_tothread(L, -1);
   lua_pop(L, 1);
@@ -740,6 +754,9 @@ void tsk_sched_open(lua_State *L, tsk_Sched *S) {
     lua_pushlightuserdata(L, S);
     lua_pushcclosure(L, co_wrap, 1);
     lua_setfield(L, -2, "wrap");
+    lua_pushlightuserdata(L, S);
+    lua_pushcclosure(L, co_running, 1);
+    lua_setfield(L, -2, "running");
   }
   lua_pop(L, 1);
 }

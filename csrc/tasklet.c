@@ -4,6 +4,7 @@
 ** coroutine (1), its name (2) and its error or kill reason (3). While it
 ** is not dead the registry holds it, so a blocked tasklet lives on.
 */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -72,6 +73,37 @@ static void report(tsk_Sched *S, tsk_Tasklet *t) {
   lua_settop(L, top);
 }
 
+/* Keep the dead t's coroutine, its stack empty, for a new tasklet; t lets
+** go of it. Not when its results wait there for join, when Lua code may
+** hold it (t->exposed) or when the pool is full. */
+static void pool(tsk_Sched *S, tsk_Tasklet *t) {
+  lua_State *co = t->L;
+  if (t->exposed || t->nres > 0 || S->npool >= TSK_POOL_MAX || S->closing ||
+      !lua_checkstack(S->pool, 1) || !lua_checkstack(co, 2))
+    return;
+  lua_settop(co, 0);
+  pushtasklet(co, t);
+  lua_pushnil(co);
+  lua_setiuservalue(co, -2, 1);
+  lua_pop(co, 1);
+  lua_pushthread(co);
+  lua_xmove(co, S->pool, 1);
+  S->npool++;
+  t->L = NULL;
+}
+
+/* A coroutine for a new tasklet, pushed on L: a pooled one, or new. It
+** gets L's hook, as lua_newthread would give it. */
+static lua_State *newcoroutine(lua_State *L, tsk_Sched *S) {
+  lua_State *co;
+  if (S->npool == 0) return lua_newthread(L);
+  lua_xmove(S->pool, L, 1);
+  S->npool--;
+  co = lua_tothread(L, -1);
+  lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
+  return co;
+}
+
 void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
   lua_State *co = t->L;
   t->status = TSK_DEAD;
@@ -96,6 +128,7 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
     t->nres = 0;
   }
   tsk_queue_wakeall(&t->joiners, TSK_WOK);
+  pool(S, t);
   if (t->aprev) t->aprev->anext = t->anext;  /* leave the live list */
   else S->all = t->anext;
   if (t->anext) t->anext->aprev = t->aprev;
@@ -108,7 +141,7 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
 static tsk_Tasklet *spawn(lua_State *L, tsk_Sched *S, int n, int mt) {
   int base = lua_gettop(L) - n + 1;        /* fn args... */
   tsk_Tasklet *t;
-  lua_State *co = lua_newthread(L);
+  lua_State *co = newcoroutine(L, S);
   if (!lua_checkstack(co, n)) luaL_error(L, "too many arguments to spawn");
   lua_rotate(L, base, 1);                  /* co fn args... */
   lua_xmove(L, co, n);                     /* co */
@@ -170,6 +203,7 @@ static int joinresults(lua_State *L, tsk_Tasklet *t) {
   }
   if (!lua_checkstack(L, t->nres + 1)) return luaL_error(L, "too many results to join");
   lua_pushboolean(L, 1);
+  if (t->nres == 0) return 1;  /* its coroutine may be pooled (t->L NULL) */
   for (i = 0; i < t->nres; i++) lua_pushvalue(t->L, -t->nres);
   lua_xmove(t->L, L, t->nres);
   return t->nres + 1;
@@ -333,7 +367,10 @@ static int global_traceback(lua_State *L) {
   const char *msg = luaL_optstring(L, 2, NULL);
   lua_State *co = t->status == TSK_BLOCKED && t->wL ? t->wL : t->L;
   if (t->status == TSK_RUNNING) co = L;
-  luaL_traceback(L, co, msg, co == L ? 1 : 0);
+  if (co == NULL)  /* dead, its coroutine pooled: an empty traceback */
+    luaL_traceback(L, L, msg, INT_MAX);
+  else
+    luaL_traceback(L, co, msg, co == L ? 1 : 0);
   return 1;
 }
 
@@ -345,13 +382,14 @@ static void setcount(lua_State *L, const char *k, uint64_t v) {
 /* stats(): counts of tasklets, switches, sockets, bytes. */
 static int global_stats(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 9);
   setcount(L, "tasklets", (uint64_t)S->ntasklets);
   setcount(L, "ready", (uint64_t)S->runq.n);
   setcount(L, "timers", (uint64_t)S->nheap);
   setcount(L, "spawned", S->spawned);
   setcount(L, "switches", S->switches);
   setcount(L, "sockets", (uint64_t)S->nsockets);
+  setcount(L, "pooled", (uint64_t)S->npool);
   setcount(L, "bytesin", S->bytesin);
   setcount(L, "bytesout", S->bytesout);
   return 1;

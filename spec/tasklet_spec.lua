@@ -422,3 +422,101 @@ describe("tasksock.stop", function()
     assert.equal(3, n)
   end)
 end)
+
+-- A finished tasklet's coroutine is kept for the next spawn (a spawn then
+-- allocates no Lua thread); nothing of the old tasklet may show through.
+describe("tasklet coroutines reused", function()
+  local function churn(n)
+    for _ = 1, n do ts.spawn(function() end) end
+    ts.run()
+  end
+
+  it("are kept up to a bound, and taken by new tasklets", function()
+    churn(300)
+    assert.equal(256, ts.stats().pooled)
+    local ts_ = {}
+    for i = 1, 10 do ts_[i] = ts.spawn(function() end) end
+    assert.equal(246, ts.stats().pooled)
+    ts.run()
+    assert.equal(256, ts.stats().pooled)
+    for i = 1, 10 do assert.equal("dead", ts_[i]:status()) end
+  end)
+
+  it("never reuse a coroutine that coroutine.running handed out", function()
+    local held = {}
+    for i = 1, 20 do
+      ts.spawn(function() held[i] = coroutine.running() end)
+    end
+    ts.run()
+    churn(600)
+    local seen = {}
+    for i = 1, 20 do
+      assert.equal("dead", coroutine.status(held[i]))
+      assert.is_nil(seen[held[i]])
+      seen[held[i]] = true
+    end
+    -- and the tasklets that ran on pooled coroutines got distinct ones
+    local now = {}
+    for i = 1, 20 do ts.spawn(function() now[i] = coroutine.running() end) end
+    ts.run()
+    for i = 1, 20 do assert.is_nil(seen[now[i]]) end
+  end)
+
+  it("keep a tasklet's results for join: a returning tasklet's coroutine is not reused", function()
+    local ts_ = {}
+    for i = 1, 30 do ts_[i] = ts.spawn(function() return i, "r" .. i end) end
+    ts.run()
+    churn(600)
+    for i = 1, 30 do assert.same({true, i, "r" .. i}, {ts_[i]:join()}) end
+  end)
+
+  it("do not carry a hook set in a finished tasklet into the next one", function()
+    local lines = 0
+    ts.spawn(function()
+      debug.sethook(function() lines = lines + 1 end, "l")  -- this coroutine only
+      local x = 1
+      x = x + 1
+      return nil
+    end)
+    ts.run()
+    local before = lines
+    assert.is_true(before > 0)
+    for _ = 1, 20 do
+      ts.spawn(function()
+        local y = 0
+        for k = 1, 10 do y = y + k end
+      end)
+    end
+    ts.run()
+    assert.equal(before, lines)
+  end)
+
+  it("start clean after a failure, a kill and a to-be-closed variable", function()
+    ts.onerror(function() end)
+    local closed = 0
+    local t1 = ts.spawn(function()
+      local _ <close> = setmetatable({}, {__close = function() closed = closed + 1 end})
+      error("boom")
+    end)
+    local t2 = ts.spawn(function() ts.sleep(10) end)
+    ts.spawn(function() t2:kill("stop") end)
+    ts.run()
+    ts.onerror(nil)
+    assert.equal(1, closed)
+    assert.same({false, "stop"}, {t2:join()})
+    local ok, err = t1:join()
+    assert.is_false(ok)
+    assert.matches("boom", err)
+    local got = {}
+    for i = 1, 10 do
+      ts.spawn(function(a, b) got[i] = {select("#", a, b), a, b, ts.traceback(ts.current())} end, i)
+    end
+    ts.run()
+    for i = 1, 10 do
+      assert.equal(2, got[i][1])
+      assert.equal(i, got[i][2])
+      assert.is_nil(got[i][3])
+    end
+    assert.equal("x\nstack traceback:", ts.traceback(t1, "x"))
+  end)
+end)
