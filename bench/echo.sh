@@ -2,12 +2,12 @@
 # bench/echo.sh -- compare echo servers under the same load.
 #
 # For every scenario and every server (in this order: c-libuv, luv,
-# luv-coroutines, cqueues, tasksock) the server is started pinned to one
-# core, the load generator (build/bench/loadgen) runs pinned to another, and
-# the server's CPU time (utime+stime from /proc/PID/stat) is sampled over
-# the measured window. Each pair is run REPEAT times; the table shows
-# medians. A server whose file is missing, or that does not print READY
-# within 5 s, is reported as skipped.
+# luv-coroutines, nginx-lua, cqueues, copas, tasksock) the server is started
+# pinned to one core, the load generator (build/bench/loadgen) runs pinned
+# to another, and the server's CPU time (utime+stime from /proc/PID/stat)
+# is sampled over the measured window. Each pair is run REPEAT times; the
+# table shows medians. A server whose file or packages are missing, or that
+# does not print READY within 5 s, is reported as skipped.
 #
 # Settings (environment):
 #   DURATION=2     measured seconds per run
@@ -16,10 +16,12 @@
 #   SCENARIOS="name:mode:size:conns ..."
 #                  default: "64B/64c:echo:64:64 64B/1000c:echo:64:1000
 #                            16KiB/64c:echo:16384:64 churn/16c:churn:64:16"
-#   SERVERS="c-libuv luv luv-coroutines cqueues tasksock"   (subset/order)
+#   SERVERS="c-libuv luv luv-coroutines nginx-lua cqueues copas tasksock"
+#                  (subset/order)
 #   SERVER_CPU=0 LOADGEN_CPU=1   cores to pin to (PIN=0 disables pinning)
 #   PORT_BASE=...  first port to try (default derived from the PID)
 #   LUA=lua5.4     Lua interpreter
+#   NGINX=nginx    nginx binary (nginx-lua; needs Debian's libnginx-mod-http-lua)
 #   NOISE_MAX=15   a run during which other processes used more than this
 #                  (% of one core) of the two pinned cores is discarded ...
 #   MAX_RETRY=3    ... and re-run, at most this many extra runs per
@@ -36,7 +38,7 @@ DURATION=${DURATION:-2}
 WARMUP=${WARMUP:-0.5}
 REPEAT=${REPEAT:-3}
 SCENARIOS=${SCENARIOS:-"64B/64c:echo:64:64 64B/1000c:echo:64:1000 16KiB/64c:echo:16384:64 churn/16c:churn:64:16"}
-SERVERS=${SERVERS:-"c-libuv luv luv-coroutines cqueues tasksock"}
+SERVERS=${SERVERS:-"c-libuv luv luv-coroutines nginx-lua cqueues copas tasksock"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
 PIN=${PIN:-1}
@@ -44,6 +46,13 @@ LUA=${LUA:-lua5.4}
 HOST=127.0.0.1
 PORT_BASE=${PORT_BASE:-$((20000 + ($$ % 100) * 100))}
 READY_TIMEOUT=5
+NGINX=${NGINX:-nginx}
+# copas waits in socket.select: descriptors must stay below FD_SETSIZE (1024);
+# 0-2, the listener and one per connection
+COPAS_MAX_CONNS=1020
+# http-lua needs an HTTP request before it hands over the raw socket:
+# loadgen sends this once after every connect (-P, escapes decoded there)
+NGINX_PREAMBLE='GET / HTTP/1.1\r\nHost: bench\r\n\r\n'
 NOISE_MAX=${NOISE_MAX:-15}
 MAX_RETRY=${MAX_RETRY:-3}
 RETRY_BUDGET=${RETRY_BUDGET:-16}
@@ -127,20 +136,52 @@ server_file() {
 	c-libuv)        echo "$ECHO_UV" ;;
 	luv)            echo bench/echo_luv.lua ;;
 	luv-coroutines) echo bench/echo_luv_co.lua ;;
+	nginx-lua)      echo bench/echo_nginx.conf ;;
 	cqueues)        echo bench/echo_cqueues.lua ;;
+	copas)          echo bench/echo_copas.lua ;;
 	tasksock)       echo bench/echo_tasksock.lua ;;
 	*)              return 1 ;;
 	esac
 }
 
-# start_server NAME PORT: sets SRV_PID; returns 0 once it printed READY,
-# 1 if it exited first, 2 if READY did not come within READY_TIMEOUT
+# nginx_prepare PORT: writes $TMPD/nginx/nginx.conf from bench/echo_nginx.conf;
+# returns 1 (with the reason in server.err) if nginx or its lua module is
+# not installed
+nginx_prepare() {
+	local port=$1 dir=$TMPD/nginx moddir
+	if ! command -v "$NGINX" >/dev/null; then
+		echo "$NGINX not found (Debian: nginx-core libnginx-mod-http-lua)" >"$TMPD/server.err"
+		return 1
+	fi
+	# the module directory nginx was built with (Debian: /usr/lib/nginx/modules)
+	moddir=$("$NGINX" -V 2>&1 | tr ' ' '\n' | sed -n 's/^--modules-path=//p')
+	[[ -n $moddir ]] || moddir=/usr/lib/nginx/modules
+	if [[ ! -e $moddir/ngx_http_lua_module.so || ! -e $moddir/ndk_http_module.so ]]; then
+		echo "no ngx_http_lua_module.so/ndk_http_module.so in $moddir" \
+		     "(Debian: libnginx-mod-http-lua)" >"$TMPD/server.err"
+		return 1
+	fi
+	rm -rf "$dir" && mkdir -p "$dir" || return 1
+	sed -e "s|@PORT@|$port|g" -e "s|@PREFIX@|$dir|g" -e "s|@MODDIR@|$moddir|g" \
+	    -e "s|@CONNS@|$(ulimit -n)|g" bench/echo_nginx.conf >"$dir/nginx.conf"
+}
+
+# start_server NAME PORT: sets SRV_PID; returns 0 once it printed READY
+# (nginx-lua prints nothing: once its port accepts a connection), 1 if it
+# exited first, 2 if READY did not come within READY_TIMEOUT, 3 if it is
+# not installed (reason in server.err)
 start_server() {
 	local name=$1 port=$2 out=$TMPD/server.out err=$TMPD/server.err
 	: >"$out"
+	: >"$err"
 	case $name in
 	c-libuv)
 		"${PIN_S[@]}" "$ECHO_UV" "$port" >"$out" 2>"$err" </dev/null & ;;
+	nginx-lua)
+		nginx_prepare "$port" || return 3
+		# one process (master_process off), so $! is the server's PID
+		"${PIN_S[@]}" "$NGINX" -p "$TMPD/nginx" -e stderr -c "$TMPD/nginx/nginx.conf" \
+			>"$out" 2>"$err" </dev/null & ;;
 	tasksock)
 		LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 			"${PIN_S[@]}" "$LUA" bench/echo_tasksock.lua "$port" >"$out" 2>"$err" </dev/null & ;;
@@ -150,7 +191,11 @@ start_server() {
 	SRV_PID=$!
 	local i
 	for (( i = 0; i < READY_TIMEOUT * 20; i++ )); do
-		if grep -q '^READY' "$out" 2>/dev/null; then
+		if [[ $name == nginx-lua ]]; then
+			if (exec 3<>"/dev/tcp/$HOST/$port") 2>/dev/null; then
+				return 0
+			fi
+		elif grep -q '^READY' "$out" 2>/dev/null; then
 			return 0
 		fi
 		if ! kill -0 "$SRV_PID" 2>/dev/null; then
@@ -220,11 +265,15 @@ field() { # field KEY LINE
 run_once() {
 	local srv=$1 mode=$2 size=$3 conns=$4 label=$5
 	local port rc t0 t1 c0 c1 b0 b1 lg_rc alive line lgcpu
+	local lg_extra=()
+	[[ $srv == nginx-lua ]] && lg_extra=(-P "$NGINX_PREAMBLE")
 	port=$(next_port)
 	start_server "$srv" "$port"; rc=$?
 	if (( rc != 0 )); then
 		if (( rc == 1 )); then
 			echo "   $srv: exited before printing READY, skipped"
+		elif (( rc == 3 )); then
+			echo "   $srv: not installed, skipped"
 		else
 			echo "   $srv: no READY within ${READY_TIMEOUT}s, skipped"
 		fi
@@ -233,7 +282,8 @@ run_once() {
 	fi
 	# loadgen bounds itself (alarm), no external timeout needed
 	"${PIN_L[@]}" "$LOADGEN" -h "$HOST" -p "$port" -m "$mode" \
-		-c "$conns" -s "$size" -d "$DURATION" -w "$WARMUP" >"$TMPD/lg.out" 2>"$TMPD/lg.err" &
+		-c "$conns" -s "$size" -d "$DURATION" -w "$WARMUP" "${lg_extra[@]}" \
+		>"$TMPD/lg.out" 2>"$TMPD/lg.err" &
 	LG_PID=$!
 	sleep "$WARMUP"
 	t0=$(now_ns); c0=$(cpu_ticks "$SRV_PID"); b0=$(cpu_busy)
@@ -293,6 +343,8 @@ for sc in $SCENARIOS; do
 			echo "   $srv: $file missing, skipped"
 		elif [[ -n ${SKIPPED[$srv]:-} ]]; then
 			echo "   $srv: skipped"
+		elif [[ $srv == copas ]] && (( conns > COPAS_MAX_CONNS )); then
+			echo "   $srv: $conns connections need descriptors past select()'s FD_SETSIZE (1024), skipped"
 		else
 			active+=("$srv")
 			RATES[$key]='' P99S[$key]='' CPURTS[$key]='' CPUPCTS[$key]=''

@@ -2,11 +2,18 @@
 ** loadgen: a small request/response TCP load generator on libuv.
 **
 **   loadgen -h HOST -p PORT -c CONNS -s SIZE -d SECONDS [-w WARMUP] [-m echo|churn]
+**           [-P PREAMBLE]
 **
 ** echo mode (default): CONNS connections, each one loops
 **     write SIZE bytes -> wait until SIZE bytes came back -> repeat
 ** churn mode: CONNS workers, each one loops
 **     connect -> write SIZE bytes -> read SIZE bytes -> close -> repeat
+**
+** -P PREAMBLE: a string written once right after every connect, before the
+** first message (in churn mode: on every connection), e.g. an HTTP request
+** that a server needs before it echoes. The backslash escapes \r \n \t \\
+** are decoded. The server must answer nothing to it: every byte received
+** is checked against the echoed message.
 **
 ** Only round trips that complete after the warm-up are counted. Latencies
 ** go to a log-linear histogram (fixed array, no allocation per sample).
@@ -136,6 +143,8 @@ static struct {
 	int port;
 
 	char *payload;               /* SIZE bytes sent by every connection */
+	char *preamble;              /* -P: sent once after each connect */
+	size_t prelen;
 	conn_t *conns;
 	uv_timer_t phase_timer;
 
@@ -209,23 +218,36 @@ static void on_write(uv_write_t *req, int status)
 		conn_fail(c, &G.err_io);
 }
 
-/* write payload[off..size) : try synchronously first, queue the rest */
-static void write_from(conn_t *c, size_t off)
+/* write the preamble (if with_pre) and payload[off..size): try
+ * synchronously first, queue the rest */
+static void write_from(conn_t *c, size_t off, int with_pre)
 {
-	uv_buf_t b = uv_buf_init(G.payload + off, (unsigned)(G.size - off));
-	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-	if (n == (int)b.len)
+	uv_buf_t bufs[2], *b = bufs;
+	unsigned nb = 0;
+	size_t total = G.size - off;
+	if (with_pre && G.prelen > 0) {
+		bufs[nb++] = uv_buf_init(G.preamble, (unsigned)G.prelen);
+		total += G.prelen;
+	}
+	bufs[nb++] = uv_buf_init(G.payload + off, (unsigned)(G.size - off));
+	int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+	if (n >= 0 && (size_t)n == total)
 		return;
 	if (n < 0 && n != UV_EAGAIN) {
 		conn_fail(c, &G.err_io);
 		return;
 	}
-	if (n > 0) {
-		b.base += n;
-		b.len -= (unsigned)n;
+	/* skip what went out: whole buffers, then part of one */
+	size_t done = n > 0 ? (size_t)n : 0;
+	while (done >= b->len) {
+		done -= b->len;
+		b++;
+		nb--;
 	}
-	/* the payload is constant and outlives the request: no copy needed */
-	int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	b->base += done;
+	b->len -= (unsigned)done;
+	/* payload and preamble are constant and outlive the request: no copy */
+	int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, b, nb, on_write);
 	if (r < 0)
 		conn_fail(c, &G.err_io);
 }
@@ -234,7 +256,7 @@ static void send_request(conn_t *c)
 {
 	c->got = 0;
 	c->t0 = uv_hrtime();
-	write_from(c, 0);
+	write_from(c, 0, 0);
 }
 
 static void round_trip_done(conn_t *c, uint64_t started)
@@ -290,9 +312,11 @@ static void on_connect(uv_connect_t *req, int status)
 	if (G.mode == MODE_CHURN) {
 		/* latency of a churn cycle includes the connect */
 		c->got = 0;
-		write_from(c, 0);
+		write_from(c, 0, 1);
 	} else {
-		send_request(c);
+		c->got = 0;
+		c->t0 = uv_hrtime();
+		write_from(c, 0, 1);
 	}
 }
 
@@ -397,8 +421,29 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 	        "usage: %s -h HOST -p PORT -c CONNS -s SIZE -d SECONDS "
-	        "[-w WARMUP_SECONDS] [-m echo|churn]\n", prog);
+	        "[-w WARMUP_SECONDS] [-m echo|churn] [-P PREAMBLE]\n", prog);
 	exit(2);
+}
+
+/* decode the backslash escapes \r \n \t \\ of s in place; returns the length */
+static size_t unescape(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		if (*r != '\\' || r[1] == '\0') {
+			*w++ = *r;
+			continue;
+		}
+		switch (*++r) {
+		case 'r': *w++ = '\r'; break;
+		case 'n': *w++ = '\n'; break;
+		case 't': *w++ = '\t'; break;
+		case '\\': *w++ = '\\'; break;
+		default: *w++ = '\\'; *w++ = *r; break;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *out)
@@ -439,10 +484,11 @@ int main(int argc, char **argv)
 	long size = 64;
 	double duration = 5, warmup = 1;
 	int mode = MODE_ECHO;
+	char *preamble = NULL;
 	int opt;
 	char *end;
 
-	while ((opt = getopt(argc, argv, "h:p:c:s:d:w:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "h:p:c:s:d:w:m:P:")) != -1) {
 		switch (opt) {
 		case 'h': host = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -458,6 +504,7 @@ int main(int argc, char **argv)
 			else if (strcmp(optarg, "churn") == 0) mode = MODE_CHURN;
 			else usage(argv[0]);
 			break;
+		case 'P': preamble = optarg; break;
 		default: usage(argv[0]);
 		}
 	}
@@ -478,6 +525,10 @@ int main(int argc, char **argv)
 	G.warmup = warmup;
 	G.host = host;
 	G.port = port;
+	if (preamble) {
+		G.preamble = preamble;       /* argv storage, decoded in place */
+		G.prelen = unescape(preamble);
+	}
 	if (resolve(host, port, &G.addr) != 0)
 		return 1;
 
