@@ -442,24 +442,59 @@ describe("tasklet coroutines reused", function()
     for i = 1, 10 do assert.equal("dead", ts_[i]:status()) end
   end)
 
+  -- Runs f in a tasklet while every pooled coroutine is taken by a
+  -- tasklet that waits: the next spawns get what dies in f, or new ones.
+  local function withemptypool(f)
+    churn(300)
+    local gate = ts.channel()
+    local t = ts.spawn(function()
+      for _ = 1, ts.stats().pooled do ts.spawn(function() gate:receive() end) end
+      ts.yield()
+      local ok, err = pcall(function()
+        assert.equal(0, ts.stats().pooled)
+        f()
+      end)
+      gate:close()
+      assert(ok, err)
+    end)
+    ts.run()
+    assert.same({true}, {t:join()})
+  end
+
+  local function runall(fs)
+    local t = {}
+    for i, f in ipairs(fs) do t[i] = ts.spawn(f, i) end
+    for i = 1, #t do t[i]:join() end
+    return t
+  end
+
   it("never reuse a coroutine that coroutine.running handed out", function()
-    local held = {}
-    for i = 1, 20 do
-      ts.spawn(function() held[i] = coroutine.running() end)
-    end
-    ts.run()
-    churn(600)
-    local seen = {}
-    for i = 1, 20 do
-      assert.equal("dead", coroutine.status(held[i]))
-      assert.is_nil(seen[held[i]])
-      seen[held[i]] = true
-    end
-    -- and the tasklets that ran on pooled coroutines got distinct ones
-    local now = {}
-    for i = 1, 20 do ts.spawn(function() now[i] = coroutine.running() end) end
-    ts.run()
-    for i = 1, 20 do assert.is_nil(seen[now[i]]) end
+    withemptypool(function()
+      local held, now, fs = {}, {}, {}
+      for i = 1, 20 do fs[i] = function() held[i] = coroutine.running() end end
+      runall(fs)
+      for i = 1, 20 do fs[i] = function() now[i] = coroutine.running() end end
+      runall(fs)
+      local seen = {}
+      for i = 1, 20 do
+        assert.equal("dead", coroutine.status(held[i]))
+        seen[held[i]] = true
+      end
+      for i = 1, 20 do assert.is_nil(seen[now[i]]) end
+    end)
+  end)
+
+  it("hand out a coroutine to reuse only after its tasklet finished", function()
+    withemptypool(function()
+      local fs = {}
+      for i = 1, 10 do fs[i] = function() end end
+      runall(fs)
+      assert.equal(10, ts.stats().pooled)
+      for i = 1, 10 do fs[i] = function(x) return x * 2 end end
+      local t = runall(fs)
+      assert.equal(0, ts.stats().pooled)  -- their results wait there for join
+      for i = 1, 10 do assert.same({true, i * 2}, {t[i]:join()}) end
+    end)
   end)
 
   it("keep a tasklet's results for join: a returning tasklet's coroutine is not reused", function()
