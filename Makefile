@@ -108,7 +108,7 @@ valgrind: all
 	  --errors-for-leak-kinds=definite --suppressions=.ci/valgrind.supp \
 	  $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec
 
-BENCH_DEPS = lua-luv lua-cqueues util-linux
+BENCH_DEPS = lua-luv lua-cqueues lua-copas nginx-core libnginx-mod-http-lua util-linux
 bench: all bench-tools
 	@sh .ci/deps.sh $(BENCH_DEPS)
 	$(LUAENV) $(LUA) bench/sched.lua

@@ -260,7 +260,7 @@ field() { # field KEY LINE
 
 # --- one measured run ----------------------------------------------------
 # run_once SERVER MODE SIZE CONNS LABEL
-# Sets R_RATE R_P99 R_CPURT R_CPUPCT R_ERR R_OTHER. Returns 0 on success,
+# Sets R_RATE R_P99 R_CPURT R_CPUPCT R_ERR R_OTHER R_ACTIVE. Returns 0 on success,
 # 1 if the loadgen failed, 2 if the server could not be started.
 run_once() {
 	local srv=$1 mode=$2 size=$3 conns=$4 label=$5
@@ -303,6 +303,7 @@ run_once() {
 	R_RATE=$(field rps "$line"); [[ -n $R_RATE ]] || R_RATE=$(field cps "$line")
 	R_P99=$(field p99_us "$line")
 	R_ERR=$(field errors "$line")
+	R_ACTIVE=$(field active "$line"); [[ -n $R_ACTIVE ]] || R_ACTIVE=$conns
 	lgcpu=$(grep -o 'loadgen_cpu=[0-9.]*' "$TMPD/lg.out" | cut -d= -f2)
 	# server CPU us per round trip, server CPU %, and the load that other
 	# processes put on the measured cores (% of one core)
@@ -316,6 +317,7 @@ run_once() {
 	printf '   %-15s %s: %s=%s p99_us=%s cpu_us/rt=%s cpu=%s%% loadgen_cpu=%s%% other=%s%% errors=%s' \
 		"$srv" "$label" "$([[ $mode == churn ]] && echo cps || echo rps)" "$R_RATE" "$R_P99" \
 		"$R_CPURT" "$R_CPUPCT" "${lgcpu:-?}" "$R_OTHER" "$R_ERR"
+	(( R_ACTIVE < conns )) && printf ' active=%s/%s' "$R_ACTIVE" "$conns"
 	return 0
 }
 
@@ -323,7 +325,7 @@ run_once() {
 # Repeats are interleaved (round 1 of every server, then round 2, ...) so
 # that slow phases of a shared machine hit all servers alike.
 declare -A RATE P99 CPURT CPUPCT ERRS STATUS NOISY
-declare -A RATES P99S CPURTS CPUPCTS RETRIES
+declare -A RATES P99S CPURTS CPUPCTS RETRIES PARTIAL
 declare -A SKIPPED
 
 echo "echo benchmark: duration=${DURATION}s warmup=${WARMUP}s repeat=$REPEAT" \
@@ -348,7 +350,7 @@ for sc in $SCENARIOS; do
 		else
 			active+=("$srv")
 			RATES[$key]='' P99S[$key]='' CPURTS[$key]='' CPUPCTS[$key]=''
-			ERRS[$key]=0 NOISY[$key]=0 RETRIES[$key]=$MAX_RETRY
+			ERRS[$key]=0 NOISY[$key]=0 PARTIAL[$key]=0 RETRIES[$key]=$MAX_RETRY
 		fi
 	done
 	for (( rep = 1; rep <= REPEAT; rep++ )); do
@@ -383,6 +385,7 @@ for sc in $SCENARIOS; do
 				RATES[$key]+=" $R_RATE"; P99S[$key]+=" $R_P99"
 				CPURTS[$key]+=" $R_CPURT"; CPUPCTS[$key]+=" $R_CPUPCT"
 				ERRS[$key]=$(( ERRS[$key] + R_ERR ))
+				(( R_ACTIVE < conns )) && PARTIAL[$key]=$(( PARTIAL[$key] + 1 ))
 				break
 			done
 		done
@@ -415,7 +418,7 @@ printf '| %-11s | %-15s | %9s | %9s | %9s | %7s | %10s | %7s | %6s |\n' \
 	scenario server "rps" "p99 us" "CPU us/rt" "rps/C" "CPU/rt /C" "srv CPU" errors
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' -------------  ----------------- ----------:  ----------: \
 	----------: --------: -----------: --------: -------:
-any_noisy=
+any_noisy='' any_partial=''
 for sc in $SCENARIOS; do
 	IFS=: read -r sname _ _ _ <<<"$sc"
 	base="$sname|c-libuv"
@@ -432,7 +435,8 @@ for sc in $SCENARIOS; do
 			cr=$(awk -v a="${CPURT[$key]}" -v b="${CPURT[$base]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
 		fi
 		label=$srv
-		if (( ${NOISY[$key]:-0} > 0 )); then label="$srv*"; any_noisy=1; fi
+		if (( ${NOISY[$key]:-0} > 0 )); then label="$label*"; any_noisy=1; fi
+		if (( ${PARTIAL[$key]:-0} > 0 )); then label="$label~"; any_partial=1; fi
 		printf '| %-11s | %-15s | %9.0f | %9.0f | %9.2f | %7s | %10s | %6.0f%% | %6s |\n' \
 			"$sname" "$label" "${RATE[$key]}" "${P99[$key]}" "${CPURT[$key]}" "$rr" "$cr" \
 			"${CPUPCT[$key]}" "${ERRS[$key]}"
@@ -440,4 +444,8 @@ for sc in $SCENARIOS; do
 done
 if [[ -n ${any_noisy:-} ]]; then
 	echo "* includes runs during which other processes used more than ${NOISE_MAX}% of a pinned core"
+fi
+if [[ -n ${any_partial:-} ]]; then
+	echo "~ includes runs in which some connections made no round trip in the measured window" \
+	     "(not yet accepted by the server; see active= in the per-run lines)"
 fi

@@ -18,8 +18,11 @@
 ** Only round trips that complete after the warm-up are counted. Latencies
 ** go to a log-linear histogram (fixed array, no allocation per sample).
 ** At the end one machine-readable line is printed, e.g.
-**   RESULT rps=51234 p50_us=1210.5 p99_us=1804.0 conns=64 size=64 errors=0
+**   RESULT rps=51234 p50_us=1210.5 p99_us=1804.0 conns=64 active=64 size=64 errors=0
 ** (churn mode prints cps= instead of rps=), followed by a human line.
+** active= counts the connections (churn: workers) that completed at least
+** one round trip in the measured window; fewer than conns= means some were
+** never served in it (e.g. still waiting in the server's accept queue).
 **
 ** The whole run is bounded: it stops after WARMUP + SECONDS whatever the
 ** server does. Everything runs on one thread and one libuv loop.
@@ -130,6 +133,7 @@ typedef struct conn {
 	size_t got;        /* bytes received in the current round trip */
 	int state;
 	int failed;        /* the socket being closed had an error */
+	int counted;       /* completed a round trip in the measured window */
 } conn_t;
 
 static struct {
@@ -153,6 +157,7 @@ static struct {
 	uint64_t t_start, t_end;     /* measured window (ns) */
 	uint64_t done;               /* round trips completed in the window */
 	uint64_t errors;             /* whole run, warm-up included */
+	int active;                  /* connections with a round trip in the window */
 	double cpu_start, cpu_end;   /* own CPU seconds at window start/end */
 	uint64_t err_connect, err_io, err_eof, err_data;
 	histo_t hist;
@@ -265,6 +270,10 @@ static void round_trip_done(conn_t *c, uint64_t started)
 	if (G.measuring && !G.stopping) {
 		G.done++;
 		h_record(&G.hist, now - started);
+		if (!c->counted) {
+			c->counted = 1;
+			G.active++;
+		}
 	}
 	if (G.stopping)
 		return;
@@ -363,8 +372,8 @@ static void report(void)
 	const char *key = G.mode == MODE_CHURN ? "cps" : "rps";
 	double cpu_pct = secs > 0 ? 100.0 * (G.cpu_end - G.cpu_start) / secs : 0.0;
 
-	printf("RESULT %s=%.0f p50_us=%.1f p99_us=%.1f conns=%d size=%zu errors=%llu\n",
-	       key, rate, p50, p99, G.nconns, G.size,
+	printf("RESULT %s=%.0f p50_us=%.1f p99_us=%.1f conns=%d active=%d size=%zu errors=%llu\n",
+	       key, rate, p50, p99, G.nconns, G.active, G.size,
 	       (unsigned long long)G.errors);
 	printf("loadgen %s %s:%d conns=%d size=%zu: %llu %s in %.2f s = %.0f/s; "
 	       "latency us p50 %.1f p90 %.1f p99 %.1f p99.9 %.1f max %.1f; "
