@@ -3,11 +3,15 @@
 -- The clients live in another process (Debian's LuaSocket), so only the
 -- server side is counted.
 --
---   ulimit -n 30000; lua5.4 bench/idle_memory.lua [N]
+--   ulimit -n 30000; lua5.4 bench/idle_memory.lua [N] [hello]
+--
+-- With "hello", each client first sends one line, which its tasklet
+-- receives before it blocks: the cost of a connection that has talked.
 local ts = require "tasksock"
 local socket = require "tasksock.socket"
 
 local N = tonumber(arg[1]) or 10000
+local HELLO = arg[2] == "hello"
 
 local function rss()
   for line in io.lines("/proc/self/status") do
@@ -26,6 +30,7 @@ local N, port = tonumber(arg[1]), tonumber(arg[2])
 local held = {}
 for i = 1, N do
   local c = assert(socket.connect("127.0.0.1", port))
+  if arg[3] == "hello" then assert(c:send("hello\n")) end
   held[i] = c
 end
 io.stdout:write("CONNECTED\n"); io.stdout:flush()
@@ -41,21 +46,24 @@ local acceptor = ts.spawn(function()
   for _ = 1, N do
     local c = assert(server:accept())
     ts.spawn(function()
+      if HELLO then assert(c:receive("*l") == "hello") end
       blocked = blocked + 1
-      c:receive("*l")  -- never answered: the client sends nothing
+      c:receive("*l")  -- never answered: the client sends nothing more
       c:close()
     end)
   end
 end)
 
 -- start the client with a pipe we can close to let it exit
-local proc = assert(io.popen(string.format("lua5.4 %s %d %d > /dev/null", path, N, port), "w"))
+local proc = assert(io.popen(string.format("lua5.4 %s %d %d %s > /dev/null", path, N, port,
+  HELLO and "hello" or ""), "w"))
 while acceptor:status() ~= "dead" or blocked < N do ts.sleep(0.05) end
 collectgarbage(); collectgarbage()
 local after, heap1 = rss(), collectgarbage("count")
-print(string.format("%d idle connections, each with a tasklet blocked in receive: " ..
+print(string.format("%d idle connections%s, each with a tasklet blocked in receive: " ..
   "%.0f bytes per connection (RSS delta %.1f MiB; Lua heap %.0f bytes per connection)",
-  N, (after - before) / N, (after - before) / 2^20, (heap1 - heap0) * 1024 / N))
+  N, HELLO and " (each received one line first)" or "", (after - before) / N,
+  (after - before) / 2^20, (heap1 - heap0) * 1024 / N))
 proc:close()
 os.remove(path)
 os.exit(0)

@@ -45,11 +45,29 @@ void tsk_buf_commit(tsk_Buffer *b, size_t n) {
   b->last += (uint32_t)n;
 }
 
+int tsk_buf_append(tsk_Buffer *b, const char *p, size_t n) {
+  size_t avail = 0;
+  char *w;
+  if (b->data == NULL) {
+    size_t size = (n + 63) & ~(size_t)63;  /* whole cache lines */
+    if (n > TSK_BUF_MAX || (b->data = (char *)malloc(size)) == NULL) return 0;
+    b->size = (uint32_t)size;
+    b->first = b->last = 0;
+    w = b->data;
+  }
+  else if ((w = tsk_buf_reserve(b, n, &avail)) == NULL)
+    return 0;
+  memcpy(w, p, n);
+  b->last += (uint32_t)n;
+  return 1;
+}
+
 void tsk_buf_consume(tsk_Buffer *b, size_t n) {
   b->first += (uint32_t)n;
   if (b->first == b->last) {
     b->first = b->last = 0;
-    if (b->size > TSK_BUF_KEEP) tsk_buf_free(b);
+    if (b->size > TSK_BUF_KEEP || (b->size > TSK_BUF_SMALL && b->size < TSK_BUF_INIT))
+      tsk_buf_free(b);
   }
 }
 

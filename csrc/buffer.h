@@ -25,8 +25,11 @@ typedef struct tsk_Buffer {
   uint32_t first, last, size;
 } tsk_Buffer;
 
-#define TSK_BUF_INIT  (16 * 1024)   /* first allocation */
+#define TSK_BUF_INIT  (16 * 1024)   /* first allocation by tsk_buf_reserve */
 #define TSK_BUF_KEEP  (64 * 1024)   /* larger buffers are freed once empty */
+#define TSK_BUF_SMALL 512           /* so are those made to measure by
+                                       tsk_buf_append or grown from them,
+                                       between this and TSK_BUF_INIT */
 #define TSK_BUF_MAX   (0x7fffffffu) /* no buffer grows beyond this */
 
 #define tsk_buf_len(b) ((size_t)((b)->last - (b)->first))
@@ -40,6 +43,10 @@ char *tsk_buf_reserve(tsk_Buffer *b, size_t min, size_t *avail);
 
 /* n bytes were written at the pointer tsk_buf_reserve gave. */
 void tsk_buf_commit(tsk_Buffer *b, size_t n);
+
+/* Append n bytes (n > 0), an empty buffer getting an allocation of about
+** n bytes only. 0 when out of memory or beyond TSK_BUF_MAX (b unchanged). */
+int tsk_buf_append(tsk_Buffer *b, const char *p, size_t n);
 
 /* Drop n unread bytes from the front. An emptied buffer restarts at 0 and
 ** is freed if larger than TSK_BUF_KEEP. */

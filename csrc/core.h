@@ -125,12 +125,17 @@ struct tsk_Sched {
   uint64_t bytesin, bytesout;
   long nsockets;
   void *lingering;         /* closed sockets delivering a write (tcp.c) */
+  char *rbuf;              /* where stream sockets read small messages
+                              (tcp.c), TSK_RBUF bytes, or NULL */
   void (*atclose)(tsk_Sched *S);  /* run first when the state closes */
 };
 
 /* At most this many finished coroutines wait in S->pool for a new
 ** tasklet (about 1 KiB each): a spawn then allocates no Lua thread. */
 #define TSK_POOL_MAX 256
+
+/* The size of S->rbuf, the read buffer stream sockets share. */
+#define TSK_RBUF (64 * 1024)
 
 /* Registry names of the metatables. */
 #define TSK_TASKLET_MT "tasksock.tasklet"

@@ -664,6 +664,8 @@ static int sched_gc(lua_State *L) {
   if (S->atclose != NULL) S->atclose(S);
   free(S->heap);
   S->heap = NULL;
+  free(S->rbuf);  /* no read callback of ours comes after the finalizers */
+  S->rbuf = NULL;
   S->nheap = 0;
   uv_close((uv_handle_t *)&S->idle, close_cb);
   uv_close((uv_handle_t *)&S->check, close_cb);

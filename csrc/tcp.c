@@ -13,8 +13,12 @@
 ** once. User value 1 of the box keeps alive the string a write sends.
 **
 ** Reading: once connected (or accepted) the socket reads ahead into its
-** buffer (lazily allocated by the first alloc_cb), up to TCP_HIGHWATER
-** bytes or what the waiting receive needs; receive is served from there.
+** buffer, up to TCP_HIGHWATER bytes or what the waiting receive needs;
+** receive is served from there. A socket with nothing buffered reads into
+** the scheduler's shared buffer and keeps a copy made to measure, freed
+** once received: a thousand connections exchanging small messages touch
+** a thousand small blocks, not a thousand 16 KiB buffers. One that reads
+** big chunks (c->bulk) reads straight into its own buffer instead.
 ** Writing: uv_try_write first; only the rest goes through one uv_write.
 ** The handle is uv_ref'd only while a tasklet waits on it.
 */
@@ -38,6 +42,8 @@
 #define TCP_HIGHWATER (64 * 1024)   /* read-ahead stops above this */
 #define TCP_MAXLINE   (TSK_BUF_MAX - 1) /* default "*l" bound: none below the buffer cap, as LuaSocket */
 #define TCP_MINREAD   4096          /* least room offered to a read */
+#define TCP_BULK      4096          /* a read of this much sets c->bulk */
+#define TCP_SMALL     1024          /* one below this clears it */
 
 /* Connect states (Tcp.cstate). LuaSocket's scripts see the kernel's
 ** socket, which keeps a failed connect's error (SO_ERROR) until connect or
@@ -99,6 +105,7 @@ typedef struct Tcp {
   unsigned char cstate;    /* C_* */
   unsigned char lingering; /* closed, delivering its write (lingerclose) */
   unsigned char listening; /* a server: lis, not req (see listening) */
+  unsigned char bulk;      /* reads come big: read into buf, not S->rbuf */
 } Tcp;
 
 /* The class names of a stream kind: TCP or Unix domain, which share
@@ -351,9 +358,17 @@ static int takeerror(Tcp *c);
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ub) {
   Tcp *c = (Tcp *)h;
+  tsk_Sched *S = c->S;
   size_t avail = 0;
-  char *p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
+  char *p;
   (void)suggested;
+  if (tsk_buf_len(&c->buf) == 0 && !c->bulk &&
+      (S->rbuf != NULL || (S->rbuf = (char *)malloc(TSK_RBUF)) != NULL)) {
+    ub->base = S->rbuf;  /* read_cb copies what came before anyone else reads */
+    ub->len = TSK_RBUF;
+    return;
+  }
+  p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
   ub->base = p;
   ub->len = p ? avail : 0;  /* 0: libuv reports UV_ENOBUFS */
 }
@@ -390,11 +405,17 @@ static void pokereader(Tcp *c) {
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   Tcp *c = (Tcp *)s;
-  (void)ub;
-  if (nread > 0) {
-    tsk_buf_commit(&c->buf, (size_t)nread);
-    c->S->bytesin += (uint64_t)nread;
+  if (nread > 0 && ub->base == c->S->rbuf) {
+    c->bulk = nread >= TCP_BULK;
+    if (!tsk_buf_append(&c->buf, ub->base, (size_t)nread))
+      nread = UV_ENOBUFS;  /* as if libuv had had no room for it */
   }
+  else if (nread > 0) {
+    tsk_buf_commit(&c->buf, (size_t)nread);
+    if (nread < TCP_SMALL) c->bulk = 0;
+  }
+  if (nread > 0)
+    c->S->bytesin += (uint64_t)nread;
   else if (nread < 0) {
     c->rerr = (int)nread;
     stopread(c);

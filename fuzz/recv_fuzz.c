@@ -379,6 +379,15 @@ static int arrive(Sock *s) {
   }
   ch = &c->chunk[s->next++];
   left = ch->len;
+  if (ch->mode % 4 == 0 && left > 0 && tsk_buf_len(&s->b) == 0) {
+    /* as a socket with nothing buffered takes a read from the shared
+    ** buffer: a copy made to measure */
+    check(tsk_buf_append(&s->b, (const char *)c->stream + s->arrived, left),
+          "tsk_buf_append(%zu) failed", left);
+    s->arrived += left;
+    checkbuf(s, "after tsk_buf_append");
+    return 1;
+  }
   do {
     size_t min, avail = 0, k;
     char *w;
