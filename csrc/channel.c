@@ -34,9 +34,9 @@ static Channel *checkchannel(lua_State *L, int arg) {
   return (Channel *)tsk_checkudata(L, arg, 1, TSK_CHANNEL_MT);
 }
 
-/* An optional timeout: nil or absent (the common case) without a call. */
+/* An optional timeout: absent (the common case) costs no type check. */
 #define opttimeout(L, arg) \
-  (lua_type((L), (arg)) <= LUA_TNIL ? -1.0 : tsk_opttimeout((L), (arg)))
+  (lua_gettop(L) < (arg) ? -1.0 : tsk_opttimeout((L), (arg)))
 
 /* Push the value a blocked sender offers (argument 2 of its frame). */
 static void takefrom(lua_State *L, tsk_Tasklet *s) {
@@ -83,7 +83,7 @@ static int meth_send(lua_State *L) {
   Channel *c = checkchannel(L, 1);
   double timeout = opttimeout(L, 3);
   tsk_Tasklet *r, *t;
-  if (lua_type(L, 2) == LUA_TNONE) luaL_argerror(L, 2, "value expected");
+  if (lua_gettop(L) < 2) luaL_argerror(L, 2, "value expected");
   if (c->closed) return tsk_fail(L, "closed");
   if ((r = tsk_queue_pop(&c->receivers)) != NULL) {  /* hand it over */
     lua_pushvalue(L, 2);
