@@ -64,6 +64,15 @@ print(string.format("%d idle connections%s, each with a tasklet blocked in recei
   "%.0f bytes per connection (RSS delta %.1f MiB; Lua heap %.0f bytes per connection)",
   N, HELLO and " (each received one line first)" or "", (after - before) / N,
   (after - before) / 2^20, (heap1 - heap0) * 1024 / N))
+
+-- The loop must not burn CPU while everything waits: the process's CPU
+-- time (os.clock: user + system) over an idle period with all of them open.
+local IDLE = tonumber(os.getenv("IDLE_SECONDS")) or 5
+local cpu0 = os.clock()
+ts.sleep(IDLE)
+local cpu = os.clock() - cpu0
+print(string.format("idle for %g s with them open: %.1f ms of CPU (%.2f%% of one core)",
+  IDLE, cpu * 1e3, cpu / IDLE * 100))
 proc:close()
 os.remove(path)
 os.exit(0)
