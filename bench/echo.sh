@@ -22,6 +22,8 @@
 #   PORT_BASE=...  first port to try (default derived from the PID)
 #   LUA=lua5.4     Lua interpreter
 #   NGINX=nginx    nginx binary (nginx-lua; needs Debian's libnginx-mod-http-lua)
+#   TASKSOCK_ALT=DIR  another built checkout of tasksock, run as the server
+#                  "tasksock-alt" when SERVERS names it (A/B comparisons)
 #   NOISE_MAX=15   a run during which other processes used more than this
 #                  (% of one core) of the two pinned cores is discarded ...
 #   MAX_RETRY=3    ... and re-run, at most this many extra runs per
@@ -140,6 +142,7 @@ server_file() {
 	cqueues)        echo bench/echo_cqueues.lua ;;
 	copas)          echo bench/echo_copas.lua ;;
 	tasksock)       echo bench/echo_tasksock.lua ;;
+	tasksock-alt)   [[ -n ${TASKSOCK_ALT:-} ]] && echo "$TASKSOCK_ALT/bench/echo_tasksock.lua" ;;
 	*)              return 1 ;;
 	esac
 }
@@ -185,6 +188,10 @@ start_server() {
 	tasksock)
 		LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/?.so;;" \
 			"${PIN_S[@]}" "$LUA" bench/echo_tasksock.lua "$port" >"$out" 2>"$err" </dev/null & ;;
+	tasksock-alt)
+		LUA_PATH="$TASKSOCK_ALT/lua/?.lua;$TASKSOCK_ALT/lua/?/init.lua;;" \
+			LUA_CPATH="$TASKSOCK_ALT/build/?.so;;" \
+			"${PIN_S[@]}" "$LUA" "$TASKSOCK_ALT/bench/echo_tasksock.lua" "$port" >"$out" 2>"$err" </dev/null & ;;
 	*)
 		"${PIN_S[@]}" "$LUA" "$(server_file "$name")" "$port" >"$out" 2>"$err" </dev/null & ;;
 	esac
