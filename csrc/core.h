@@ -51,7 +51,8 @@ enum { TSK_READY, TSK_RUNNING, TSK_BLOCKED, TSK_DEAD };
 enum { TSK_KILL_NOW = 1, TSK_KILL_LATER = 2 };
 
 /* Why a wait ended (t->wresult); negative values are libuv error codes. */
-enum { TSK_WOK = 0, TSK_WTIMEOUT = 1, TSK_WCLOSED = 2 };
+enum { TSK_WOK = 0, TSK_WTIMEOUT = 1, TSK_WCLOSED = 2,
+       TSK_WDONE = 3 /* the waker delivered the call's results */ };
 
 /* What a tasklet waits on, for introspection (ts.tasklets()). */
 enum {

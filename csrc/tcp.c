@@ -15,10 +15,12 @@
 ** Reading: once connected (or accepted) the socket reads ahead into its
 ** buffer, up to TCP_HIGHWATER bytes or what the waiting receive needs;
 ** receive is served from there. A socket with nothing buffered reads into
-** the scheduler's shared buffer and keeps a copy made to measure, freed
-** once received: a thousand connections exchanging small messages touch
-** a thousand small blocks, not a thousand 16 KiB buffers. One that reads
-** big chunks (c->bulk) reads straight into its own buffer instead.
+** the scheduler's shared buffer: when what came settles the receive its
+** head reader waits in, read_cb makes the result string from there and
+** hands it over (TSK_WDONE); only bytes beyond it (or all, when nobody
+** waits) are copied, into a buffer made to measure. Request/response
+** traffic so needs no buffer of its own per socket. One that reads big
+** chunks (c->bulk) reads straight into its own buffer instead.
 ** Writing: uv_try_write first; only the rest goes through one uv_write.
 ** The handle is uv_ref'd only while a tasklet waits on it.
 */
@@ -85,6 +87,7 @@ typedef struct Tcp {
   tsk_Sched *S;
   tsk_Buffer buf;          /* bytes read ahead */
   tsk_Recv rpat;           /* the pattern of the head reader */
+  tsk_Tasklet *rhead;      /* the head reader blocked on rpat, or NULL */
   tsk_Queue readers;       /* tasklets in receive/accept; the head reads */
   tsk_Queue writers;       /* tasklets waiting for their turn to write */
   tsk_Tasklet *wowner;     /* waits for the request in flight, if anyone */
@@ -403,12 +406,44 @@ static void pokereader(Tcp *c) {
     wakehead(&c->readers);
 }
 
+/* n bytes at p (the shared buffer; c's own is empty) settle the receive
+** its blocked head reader waits in? Then hand it the result string and
+** the count of bytes taken, and return that count; else 0. */
+static int recvk(lua_State *L, int status, lua_KContext ctx);
+
+static size_t deliver(Tcp *c, const char *p, size_t n) {
+  tsk_Tasklet *t = c->rhead;
+  lua_State *L;
+  const char *prefix;
+  size_t len, take, plen = 0;
+  if (t == NULL || t != c->readers.head || t->status != TSK_BLOCKED || t->wk != recvk ||
+      tsk_recv_match(&c->rpat, p, n, 0, &len, &take) != TSK_MATCH_DONE)
+    return 0;
+  L = t->L;
+  if (!lua_checkstack(L, 4)) return 0;
+  prefix = lua_tolstring(t->wL, 3, &plen);  /* its frame: box, pattern, prefix */
+  tsk_recv_push(L, &c->rpat, prefix, plen, p, len);
+  lua_pushinteger(L, (lua_Integer)take);
+  c->rhead = NULL;
+  tsk_wake(t, TSK_WDONE, L, 2);
+  return take;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   Tcp *c = (Tcp *)s;
   if (nread > 0 && ub->base == c->S->rbuf) {
+    size_t take = deliver(c, ub->base, (size_t)nread);
     c->bulk = nread >= TCP_BULK;
-    if (!tsk_buf_append(&c->buf, ub->base, (size_t)nread))
+    c->S->bytesin += (uint64_t)take;
+    if ((size_t)nread > take &&
+        !tsk_buf_append(&c->buf, ub->base + take, (size_t)nread - take))
       nread = UV_ENOBUFS;  /* as if libuv had had no room for it */
+    else if (take > 0) {  /* as recvdone: the next reader's turn */
+      nread -= (ssize_t)take;
+      c->leftover = tsk_buf_len(&c->buf);
+      if (c->readers.head != NULL) wakehead(&c->readers);
+      refresh(c);
+    }
   }
   else if (nread > 0) {
     tsk_buf_commit(&c->buf, (size_t)nread);
@@ -523,6 +558,7 @@ static void recvdone(Tcp *c) {
 
 static void reader_cancel(tsk_Tasklet *t) {
   Tcp *c = (Tcp *)t->wobj;
+  if (c->rhead == t) c->rhead = NULL;
   wakehead(&c->readers);  /* it may be the new head: let it look */
   refresh(c);
 }
@@ -535,6 +571,14 @@ static int recvk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Recv r;
   size_t plen = 0;
   (void)status;
+  if (b->c != NULL && b->c->rhead == t) b->c->rhead = NULL;
+  if (t->wresult == TSK_WDONE) {  /* read_cb made the result: data, taken */
+    b->received += (double)lua_tointeger(L, -1);
+    lua_pushnil(L);
+    lua_replace(L, -2);
+    lua_pushnil(L);
+    return 3;
+  }
   lua_settop(L, 3);
   if (ctx & 2) {
     r.kind = TSK_RECV_ANY;
@@ -613,6 +657,7 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   head = head || c->readers.head == NULL;
   if (head) {
     c->rpat = *r;
+    c->rhead = t;
     pushfront(&c->readers, t);
     startread(c);
   }

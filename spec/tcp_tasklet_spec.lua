@@ -184,6 +184,94 @@ describe("receive in tasklets", function()
   end)
 end)
 
+-- A receive its socket has nothing buffered for gets its result made in
+-- the read callback, from the bytes just read, when they settle it; what
+-- is left over is kept for the next receive.
+describe("receive settled by the read itself", function()
+  local function pair()
+    local srv, port = server()
+    local cli = assert(socket.connect("127.0.0.1", port))
+    local con = assert(srv:accept())
+    srv:close()
+    return cli, con
+  end
+
+  it("adds the prefix, drops CRs, keeps what follows for the next receives", function()
+    run(function()
+      local cli, con = pair()
+      local got = {}
+      local t = ts.spawn(function()
+        got[1] = {con:receive(9, "pre:")}  -- the prefix counts, as in LuaSocket
+        got[2] = {con:receive("*l")}
+        got[3] = {con:receive("*l")}
+        got[4] = {con:receive("*l")}
+        got[5] = {con:receiveany(100)}
+      end)
+      ts.yield()  -- it waits in receive(5) with nothing buffered
+      assert.equal("socket", t.waiting)
+      assert(cli:send("abcdeline one\r\nline two\nrest"))
+      ts.sleep(0.05)
+      assert.equal("socket", t.waiting)  -- the third line is not complete
+      assert(cli:send(" of it\nmore"))
+      assert.same({true}, {t:join(5)})
+      assert.same({"pre:abcde"}, got[1])
+      assert.same({"line one"}, got[2])
+      assert.same({"line two"}, got[3])
+      assert.same({"rest of it"}, got[4])
+      assert.same({"more"}, got[5])
+      assert.same({5 + 10 + 9 + 11 + 4}, {(con:getstats())})
+      cli:close(); con:close()
+    end)
+  end)
+
+  it("serves queued readers in their order, one read settling several", function()
+    run(function()
+      local cli, con = pair()
+      local order = {}
+      for i = 1, 3 do
+        ts.spawn(function()
+          local v = assert(con:receive(2))
+          order[#order + 1] = i .. "=" .. v
+        end)
+      end
+      ts.yield()
+      assert(cli:send("aabbcc"))
+      while #order < 3 do ts.sleep(0.01) end
+      assert.same({"1=aa", "2=bb", "3=cc"}, order)
+      cli:close(); con:close()
+    end)
+  end)
+
+  it("hands the data to a tasklet killed after it arrived; the kill waits for its next wait", function()
+    run(function()
+      local cli, con = pair()
+      local got
+      local t = ts.spawn(function()
+        got = con:receive(4)
+        ts.sleep(10)
+      end)
+      ts.yield()
+      assert(cli:send("data"))
+      while t:status() ~= "ready" do ts.yield() end  -- woken with its result
+      t:kill("stop")
+      assert.same({false, "stop"}, {t:join(5)})
+      assert.equal("data", got)
+      cli:close(); con:close()
+    end)
+  end)
+
+  it("settles a receive of the main chunk", function()
+    local srv, port = server()
+    local cli = assert(socket.connect("127.0.0.1", port))
+    local con = assert(srv:accept())
+    ts.spawn(function() ts.sleep(0.02); cli:send("hello\nworld") end)
+    assert.equal("hello", con:receive())
+    con:settimeout(0)
+    assert.same({nil, "timeout", "world"}, {con:receive()})
+    cli:close(); con:close(); srv:close()
+  end)
+end)
+
 describe("send in tasklets", function()
   it("moves 64 MiB through a slow reader intact, paced by the kernel", function()
     local BLOCK = {}
