@@ -39,8 +39,9 @@ TMPD=$(mktemp -d "${TMPDIR:-/tmp}/profile.XXXXXX") || exit 1
 SRV=
 trap '[[ -n $SRV ]] && kill -KILL "$SRV" 2>/dev/null; rm -rf "$TMPD"' EXIT
 
+# a port nothing listens on (Debian's lua5.4 has LuaSocket, whatever LUA is)
 freeport() {
-	"$LUA" -e 'local s = require "socket"; local t = assert(s.bind("127.0.0.1", 0));
+	lua5.4 -e 'local s = require "socket"; local t = assert(s.bind("127.0.0.1", 0));
 		local _, port = t:getsockname(); print(port); t:close()'
 }
 

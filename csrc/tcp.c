@@ -421,7 +421,8 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
     return 0;
   L = t->L;
   if (!lua_checkstack(L, 4)) return 0;
-  prefix = lua_tolstring(t->wL, 3, &plen);  /* its frame: box, pattern, prefix */
+  /* its frame: box, pattern, prefix (receiveany has none) */
+  prefix = c->rpat.kind == TSK_RECV_ANY ? NULL : lua_tolstring(t->wL, 3, &plen);
   tsk_recv_push(L, &c->rpat, prefix, plen, p, len);
   lua_pushinteger(L, (lua_Integer)take);
   c->rhead = NULL;
@@ -616,8 +617,11 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
     return recvfail(L, b, r, tsk_sock_strerror(m), 0);
   left = waittime(b);
   if (head || c->readers.head == NULL) {
-    m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
-                       c->rerr != 0, &len, &take);
+    if (tsk_buf_len(&c->buf) == 0 && c->rerr == 0)  /* the usual wait */
+      m = TSK_MATCH_MORE, len = take = 0;
+    else
+      m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
+                         c->rerr != 0, &len, &take);
     if (m == TSK_MATCH_MORE && left == 0 && c->rerr == 0) {
       pullnow(c);
       m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
@@ -708,8 +712,14 @@ static int meth_receiveany(lua_State *L) {
 
 /* LuaSocket's index arithmetic: [start, end] of data (1-based). */
 static void sendrange(lua_State *L, size_t size, long *start, long *end) {
-  long i = tsk_num2long(luaL_optnumber(L, 3, 1));
-  long j = tsk_num2long(luaL_optnumber(L, 4, -1));
+  long i, j;
+  if (lua_type(L, 3) == LUA_TNIL && lua_type(L, 4) == LUA_TNIL) {  /* the whole */
+    *start = 1;
+    *end = (long)size;
+    return;
+  }
+  i = tsk_num2long(luaL_optnumber(L, 3, 1));
+  j = tsk_num2long(luaL_optnumber(L, 4, -1));
   if (i < 0) i = (long)size + i + 1;
   if (j < 0) j = (long)size + j + 1;
   if (i < 1) i = 1;
