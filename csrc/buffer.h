@@ -49,7 +49,8 @@ void tsk_buf_commit(tsk_Buffer *b, size_t n);
 int tsk_buf_append(tsk_Buffer *b, const char *p, size_t n);
 
 /* Drop n unread bytes from the front. An emptied buffer restarts at 0 and
-** is freed if larger than TSK_BUF_KEEP. */
+** is freed if larger than TSK_BUF_KEEP, or between TSK_BUF_SMALL and
+** TSK_BUF_INIT (grown from a small one: the next bytes may come few). */
 void tsk_buf_consume(tsk_Buffer *b, size_t n);
 
 void tsk_buf_free(tsk_Buffer *b);

@@ -2,7 +2,9 @@
 ** tasklet.c: tasklets as Lua objects: spawn, join, kill, status, name.
 ** A tasklet is a userdata (the tsk_Tasklet) whose user values are its
 ** coroutine (1), its name (2) and its error or kill reason (3). While it
-** is not dead the registry holds it, so a blocked tasklet lives on.
+** is not dead the registry holds it, so a blocked tasklet lives on. A
+** dead one may give its coroutine to the pool (S->pool) for the next
+** spawn: then t->L is NULL and user value 1 nil.
 */
 #include <limits.h>
 #include <stdio.h>

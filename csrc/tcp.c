@@ -367,7 +367,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ub) {
   (void)suggested;
   if (tsk_buf_len(&c->buf) == 0 && !c->bulk &&
       (S->rbuf != NULL || (S->rbuf = (char *)malloc(TSK_RBUF)) != NULL)) {
-    ub->base = S->rbuf;  /* read_cb copies what came before anyone else reads */
+    ub->base = S->rbuf;  /* read_cb hands over or copies what came, at once */
     ub->len = TSK_RBUF;
     return;
   }
@@ -406,11 +406,11 @@ static void pokereader(Tcp *c) {
     wakehead(&c->readers);
 }
 
+static int recvk(lua_State *L, int status, lua_KContext ctx);
+
 /* n bytes at p (the shared buffer; c's own is empty) settle the receive
 ** its blocked head reader waits in? Then hand it the result string and
 ** the count of bytes taken, and return that count; else 0. */
-static int recvk(lua_State *L, int status, lua_KContext ctx);
-
 static size_t deliver(Tcp *c, const char *p, size_t n) {
   tsk_Tasklet *t = c->rhead;
   lua_State *L;
@@ -713,7 +713,7 @@ static int meth_receiveany(lua_State *L) {
 /* LuaSocket's index arithmetic: [start, end] of data (1-based). */
 static void sendrange(lua_State *L, size_t size, long *start, long *end) {
   long i, j;
-  if (lua_type(L, 3) == LUA_TNIL && lua_type(L, 4) == LUA_TNIL) {  /* the whole */
+  if (lua_type(L, 3) <= LUA_TNIL && lua_type(L, 4) <= LUA_TNIL) {  /* the whole */
     *start = 1;
     *end = (long)size;
     return;
