@@ -409,8 +409,8 @@ static void pokereader(Tcp *c) {
 static int recvk(lua_State *L, int status, lua_KContext ctx);
 
 /* n bytes at p (the shared buffer; c's own is empty) settle the receive
-** its blocked head reader waits in? Then hand it the result string and
-** the count of bytes taken, and return that count; else 0. */
+** its blocked head reader waits in? Then hand it the count of bytes
+** taken and the result string, and return that count; else 0. */
 static size_t deliver(Tcp *c, const char *p, size_t n) {
   tsk_Tasklet *t = c->rhead;
   lua_State *L;
@@ -423,8 +423,8 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
   if (!lua_checkstack(L, 4)) return 0;
   /* its frame: box, pattern, prefix (receiveany has none) */
   prefix = c->rpat.kind == TSK_RECV_ANY ? NULL : lua_tolstring(t->wL, 3, &plen);
-  tsk_recv_push(L, &c->rpat, prefix, plen, p, len);
   lua_pushinteger(L, (lua_Integer)take);
+  tsk_recv_push(L, &c->rpat, prefix, plen, p, len);
   c->rhead = NULL;
   tsk_wake(t, TSK_WDONE, L, 2);
   return take;
@@ -573,10 +573,9 @@ static int recvk(lua_State *L, int status, lua_KContext ctx) {
   size_t plen = 0;
   (void)status;
   if (b->c != NULL && b->c->rhead == t) b->c->rhead = NULL;
-  if (t->wresult == TSK_WDONE) {  /* read_cb made the result: data, taken */
-    b->received += (double)lua_tointeger(L, -1);
+  if (t->wresult == TSK_WDONE) {  /* read_cb made the result: taken, data */
+    b->received += (double)lua_tointeger(L, -2);
     lua_pushnil(L);
-    lua_replace(L, -2);
     lua_pushnil(L);
     return 3;
   }
@@ -702,8 +701,10 @@ static int meth_receiveany(lua_State *L) {
   r.kind = TSK_RECV_ANY;
   r.want = max > TSK_BUF_MAX ? TSK_BUF_MAX : (size_t)max;
   r.scanned = 0;
-  lua_settop(L, 1);
-  lua_pushinteger(L, (lua_Integer)r.want);
+  if (lua_gettop(L) != 2 || (lua_Integer)r.want != max) {  /* frame: box, want */
+    lua_settop(L, 1);
+    lua_pushinteger(L, (lua_Integer)r.want);
+  }
   lua_pushnil(L);  /* no prefix */
   return recvtry(L, b, &r, 0);
 }
@@ -857,8 +858,7 @@ static int meth_send(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_CLIENT);
   luaL_checkstring(L, 2);
   tsk_timeout_markstart(&b->tm);
-  lua_settop(L, 4);
-  return sendtry(L, b, 0);
+  return sendtry(L, b, 0);  /* absent i and j read as nil */
 }
 
 /* --- connect ---------------------------------------------------------- */
