@@ -171,7 +171,8 @@ void tsk_checkblock(lua_State *L, tsk_Sched *S);
 
 /*
 ** End t's wait with result, moving n values from the top of from's stack
-** to t (from may be NULL when n is 0). Does nothing unless t is blocked.
+** to t (from may be NULL when n is 0, or t->L when the waker pushed them
+** there). Does nothing (but pop them) unless t is blocked.
 */
 void tsk_wake(tsk_Tasklet *t, int result, lua_State *from, int n);
 

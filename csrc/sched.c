@@ -173,8 +173,10 @@ void tsk_wake(tsk_Tasklet *t, int result, lua_State *from, int n) {
   t->wresult = result;
   t->won = TSK_ON_NOTHING;
   if (n > 0) {
-    lua_checkstack(t->L, n);
-    lua_xmove(from, t->L, n);
+    if (from != t->L) {  /* else the waker pushed them there itself */
+      lua_checkstack(t->L, n);
+      lua_xmove(from, t->L, n);
+    }
     t->nargs += n;
   }
   if (t->ismain) {

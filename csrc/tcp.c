@@ -568,7 +568,7 @@ static void reader_cancel(tsk_Tasklet *t) {
 ** turn); bit 1 set for receiveany (its max is argument 2). */
 static int recvk(lua_State *L, int status, lua_KContext ctx) {
   Box *b = (Box *)lua_touserdata(L, 1);
-  tsk_Tasklet *t = tsk_self(tsk_upsched(L));
+  tsk_Tasklet *t = tsk_self(b->c != NULL ? b->c->S : tsk_upsched(L));
   tsk_Recv r;
   size_t plen = 0;
   (void)status;
