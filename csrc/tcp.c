@@ -407,6 +407,7 @@ static void pokereader(Tcp *c) {
 }
 
 static int recvk(lua_State *L, int status, lua_KContext ctx);
+static void recvdone(Tcp *c);
 
 /* n bytes at p (the shared buffer; c's own is empty) settle the receive
 ** its blocked head reader waits in? Then hand it the count of bytes
@@ -439,11 +440,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
     if ((size_t)nread > take &&
         !tsk_buf_append(&c->buf, ub->base + take, (size_t)nread - take))
       nread = UV_ENOBUFS;  /* as if libuv had had no room for it */
-    else if (take > 0) {  /* as recvdone: the next reader's turn */
+    else if (take > 0) {
       nread -= (ssize_t)take;
-      c->leftover = tsk_buf_len(&c->buf);
-      if (c->readers.head != NULL) wakehead(&c->readers);
-      refresh(c);
+      recvdone(c);  /* as the receive itself would: the next reader's turn */
     }
   }
   else if (nread > 0) {
