@@ -282,6 +282,23 @@ describe("receive settled by the read itself", function()
     end)
   end)
 
+  it("hands the result to a receive waiting inside a coroutine of the tasklet", function()
+    run(function()
+      local cli, con = pair()
+      local got
+      local t = ts.spawn(function()
+        local co = coroutine.wrap(function(n) return con:receive(n, "<") end)
+        got = {co(6)}
+      end)
+      ts.yield()
+      assert.equal("socket", t.waiting)
+      assert(cli:send("hello"))
+      assert.same({true}, {t:join(5)})
+      assert.same({"<hello", nil, nil}, got)
+      cli:close(); con:close()
+    end)
+  end)
+
   it("settles a receive of the main chunk", function()
     local srv, port = server()
     local cli = assert(socket.connect("127.0.0.1", port))
