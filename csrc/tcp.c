@@ -551,6 +551,8 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
 static void recvdone(Tcp *c) {
   if (c == NULL) return;
   c->leftover = tsk_buf_len(&c->buf);
+  if (c->leftover == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
+    tsk_buf_free(&c->buf);  /* big reads ended: small ones use S->rbuf */
   if (c->readers.head != NULL) wakehead(&c->readers);
   startread(c);
   refresh(c);
