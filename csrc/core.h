@@ -112,6 +112,9 @@ struct tsk_Sched {
   int nheap, heapcap;
   uint64_t armed;          /* the deadline the timer is armed for, 0 if none */
   int inloop;              /* inside uv_run, driven by us */
+  int budget;              /* resumes left in this turn of the loop */
+  int handing;             /* a tasklet runs others inside its wait
+                              (sched.c, handoff): one level only */
   int running;             /* inside ts.run() */
   int stopping;            /* ts.stop() was called during ts.run() */
   int closing;             /* the Lua state is closing: wake nobody */
@@ -151,7 +154,9 @@ tsk_Sched *tsk_sched(lua_State *L);
 
 /* The tasklet that a blocking call from L would suspend: the current
 ** tasklet, or the main record when no tasklet runs. */
-tsk_Tasklet *tsk_self(tsk_Sched *S);
+static inline tsk_Tasklet *tsk_self(tsk_Sched *S) {
+  return S->current ? S->current : &S->main;
+}
 
 /* Seconds since an arbitrary point, monotonic. */
 double tsk_now(void);
@@ -179,10 +184,34 @@ void tsk_wake(tsk_Tasklet *t, int result, lua_State *from, int n);
 /* Make t ready again at the end of the run queue (ts.yield). */
 void tsk_ready(tsk_Tasklet *t);
 
-/* Queue primitives. */
-void tsk_queue_push(tsk_Queue *q, tsk_Tasklet *t);
-tsk_Tasklet *tsk_queue_pop(tsk_Queue *q);
-void tsk_queue_remove(tsk_Tasklet *t);
+/* Queue primitives (inline: every switch uses a few). */
+static inline void tsk_queue_push(tsk_Queue *q, tsk_Tasklet *t) {
+  t->next = NULL;
+  t->prev = q->tail;
+  if (q->tail) q->tail->next = t;
+  else q->head = t;
+  q->tail = t;
+  q->n++;
+  t->queue = q;
+}
+
+static inline void tsk_queue_remove(tsk_Tasklet *t) {
+  tsk_Queue *q = t->queue;
+  if (q == NULL) return;
+  if (t->prev) t->prev->next = t->next;
+  else q->head = t->next;
+  if (t->next) t->next->prev = t->prev;
+  else q->tail = t->prev;
+  q->n--;
+  t->next = t->prev = NULL;
+  t->queue = NULL;
+}
+
+static inline tsk_Tasklet *tsk_queue_pop(tsk_Queue *q) {
+  tsk_Tasklet *t = q->head;
+  if (t) tsk_queue_remove(t);
+  return t;
+}
 
 /* Wake every tasklet in q with result (closing an object). */
 void tsk_queue_wakeall(tsk_Queue *q, int result);

@@ -23,36 +23,6 @@ static void idle_cb(uv_idle_t *h);
 
 double tsk_now(void) { return (double)uv_hrtime() * 1e-9; }
 
-/* --- queues --------------------------------------------------------- */
-
-void tsk_queue_push(tsk_Queue *q, tsk_Tasklet *t) {
-  t->next = NULL;
-  t->prev = q->tail;
-  if (q->tail) q->tail->next = t;
-  else q->head = t;
-  q->tail = t;
-  q->n++;
-  t->queue = q;
-}
-
-void tsk_queue_remove(tsk_Tasklet *t) {
-  tsk_Queue *q = t->queue;
-  if (q == NULL) return;
-  if (t->prev) t->prev->next = t->next;
-  else q->head = t->next;
-  if (t->next) t->next->prev = t->prev;
-  else q->tail = t->prev;
-  q->n--;
-  t->next = t->prev = NULL;
-  t->queue = NULL;
-}
-
-tsk_Tasklet *tsk_queue_pop(tsk_Queue *q) {
-  tsk_Tasklet *t = q->head;
-  if (t) tsk_queue_remove(t);
-  return t;
-}
-
 /* --- timer heap ----------------------------------------------------- */
 
 static void heap_set(tsk_Sched *S, int i, tsk_Tasklet *t) {
@@ -196,8 +166,9 @@ void tsk_queue_wakeall(tsk_Queue *q, int result) {
   }
 }
 
-/* Resume t with its pending values; settle what it did. */
-static void resume(tsk_Sched *S, tsk_Tasklet *t) {
+/* Resume t with its pending values; settle what it did. from is the
+** thread resuming it (NULL for the loop), for Lua's C-call count. */
+static void resume(tsk_Sched *S, tsk_Tasklet *t, lua_State *from) {
   lua_State *co = t->L;
   int nres, st, nargs = t->nargs;
   t->nargs = 0;
@@ -206,7 +177,8 @@ static void resume(tsk_Sched *S, tsk_Tasklet *t) {
   S->current = t;
   S->pcoro = co;
   S->switches++;
-  st = lua_resume(co, NULL, nargs, &nres);
+  S->budget--;
+  st = lua_resume(co, from, nargs, &nres);
   S->current = NULL;
   S->pcoro = NULL;
   if (st == LUA_YIELD) {
@@ -224,12 +196,40 @@ static void resume(tsk_Sched *S, tsk_Tasklet *t) {
 #define DRAIN_BUDGET 1024
 
 static void drain(tsk_Sched *S) {
-  int n = DRAIN_BUDGET;
-  while (n-- > 0 && S->runq.head != NULL && !S->closing && !S->stopping) {
-    tsk_Tasklet *t = tsk_queue_pop(&S->runq);
-    resume(S, t);
-  }
+  S->budget = DRAIN_BUDGET;
+  while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping)
+    resume(S, tsk_queue_pop(&S->runq), NULL);
   if (S->runq.n == 0) uv_idle_stop(&S->idle);
+}
+
+/*
+** A handoff: t (resumed by drain, in its own coroutine L) has begun a
+** wait that another tasklet may end (a channel, a join); instead of
+** yielding to drain, which would resume the next ready tasklet, it
+** resumes that one itself, and so on, in the run queue's order and within
+** drain's budget. (A wait on I/O gains nothing: only the loop ends it.) When t's own turn comes (it was woken
+** meanwhile) it goes on in place: its yield and resume are spared, which
+** halves the switches of two tasklets talking over channels. The others
+** run one level deep: their waits yield, back to here. Returns 1 when t
+** is to go on (popped, running), 0 when it must yield: still blocked, or
+** ready behind others, or the loop must turn (budget spent, stop, close).
+*/
+static int handoff(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
+  int go = 0;
+  S->handing = 1;
+  while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping) {
+    tsk_Tasklet *n = tsk_queue_pop(&S->runq);
+    if (n == t) {
+      go = 1;
+      S->budget--;
+      break;
+    }
+    resume(S, n, L);
+  }
+  S->handing = 0;
+  S->current = t;
+  S->pcoro = L;
+  return go;
 }
 
 static void idle_cb(uv_idle_t *h) { drain((tsk_Sched *)h->data); }
@@ -243,9 +243,6 @@ static int canyield(lua_State *L, tsk_Sched *S) {
   return L == S->pcoro && lua_isyieldable(L);
 }
 
-tsk_Tasklet *tsk_self(tsk_Sched *S) {
-  return S->current ? S->current : &S->main;
-}
 
 /* The reason a pending kill raises (the tasklet's third user value). */
 static void pushreason(lua_State *L, tsk_Tasklet *t) {
@@ -323,6 +320,13 @@ int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
     }
   }
   if (yield) {  /* a tasklet, or a coroutine we resume: yield */
+    if ((t->won == TSK_ON_CHANNEL || t->won == TSK_ON_JOIN) &&
+        S->runq.head != NULL && !S->handing && t == S->current && L == t->L &&
+        !t->exposed && handoff(L, S, t)) {
+      t->status = TSK_RUNNING;  /* woken, its values on top of L */
+      t->nargs = 0;
+      return waitk(L, LUA_YIELD, (lua_KContext)t);
+    }
     lua_pushlightuserdata(L, SENTINEL);
     return lua_yieldk(L, 1, (lua_KContext)t, waitk);
   }

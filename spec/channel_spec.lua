@@ -252,3 +252,88 @@ describe("channels and nested coroutines", function()
     assert.equal(0, ch:balance())
   end)
 end)
+
+-- A tasklet that blocks while others are ready resumes them itself (the
+-- handoff in sched.c) and goes on in place when its own turn comes. What
+-- users see must be what the scheduler's plain round would give.
+describe("handoff between tasklets", function()
+  it("keeps the run queue's order: a woken tasklet waits its turn", function()
+    local ch, log = ts.channel(), {}
+    ts.spawn(function() log[#log + 1] = "a1"; ch:receive(); log[#log + 1] = "a2" end)
+    ts.spawn(function() log[#log + 1] = "b1"; ch:send(1); log[#log + 1] = "b2" end)
+    ts.spawn(function() log[#log + 1] = "c" end)
+    ts.run()
+    assert.same({"a1", "b1", "b2", "c", "a2"}, log)
+  end)
+
+  it("delivers every value in order over a long ping-pong", function()
+    local ping, pong = ts.channel(), ts.channel()
+    local got = {}
+    ts.spawn(function() for _ = 1, 5000 do pong:send(ping:receive() * 2) end end)
+    ts.spawn(function() for i = 1, 5000 do ping:send(i); got[i] = pong:receive() end end)
+    ts.run()
+    assert.equal(5000, #got)
+    for i = 1, 5000 do assert.equal(2 * i, got[i]) end
+  end)
+
+  it("lets timers and I/O in: two tasklets talking never starve the loop", function()
+    local ping, pong = ts.channel(), ts.channel()
+    local rounds, rang = 0, false
+    ts.spawn(function() ts.sleep(0.02); rang = true end)
+    ts.spawn(function()
+      while true do
+        local v = ping:receive()
+        if v == nil then return end
+        pong:send(v)
+      end
+    end)
+    local talker = ts.spawn(function()
+      while not rang and rounds < 5e6 do ping:send(1); pong:receive(); rounds = rounds + 1 end
+      return rang
+    end)
+    ts.spawn(function() talker:join(); ping:close(); pong:close() end)
+    ts.run()
+    local ok, r = talker:join()
+    assert.is_true(ok)
+    assert.is_true(r, "the timer never fired in " .. rounds .. " rounds")
+  end)
+
+  it("stops on tasksock.stop from a tasklet it runs", function()
+    local ch, log = ts.channel(), {}
+    ts.spawn(function() ch:receive(); log[#log + 1] = "a" end)
+    ts.spawn(function() ch:send(1); ts.stop(); log[#log + 1] = "b" end)
+    ts.run()
+    assert.same({"b"}, log)
+    ts.run()
+    assert.same({"b", "a"}, log)
+  end)
+
+  it("raises a kill that a tasklet it runs sent while it waited", function()
+    local ch = ts.channel()
+    local a = ts.spawn(function() ch:receive(); return "not killed" end)
+    ts.spawn(function() a:kill("from b") end)
+    ts.run()
+    assert.same({false, "from b"}, {a:join()})
+    assert.equal(0, ch:balance())
+  end)
+
+  it("is unaffected by an error in a tasklet it runs", function()
+    local ch = ts.channel()
+    local reported = 0
+    local old = ts.onerror(function() reported = reported + 1 end)
+    local a = ts.spawn(function() return ch:receive() end)
+    ts.spawn(function() ch:send("v"); error("boom") end)
+    ts.run()
+    ts.onerror(old)
+    assert.equal(1, reported)
+    assert.same({true, "v"}, {a:join()})
+  end)
+
+  it("leaves a tasklet whose coroutine was handed out suspended while others run", function()
+    local ch, co, seen = ts.channel(), nil, nil
+    ts.spawn(function() co = coroutine.running(); ch:receive() end)
+    ts.spawn(function() seen = coroutine.status(co); ch:send(1) end)
+    ts.run()
+    assert.equal("suspended", seen)
+  end)
+end)
