@@ -81,13 +81,19 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
 /* ch:send(v[, timeout]): true | nil, "closed" | nil, "timeout" */
 static int meth_send(lua_State *L) {
   Channel *c = checkchannel(L, 1);
-  double timeout = opttimeout(L, 3);
+  int top = lua_gettop(L);
+  double timeout = top < 3 ? -1.0 : tsk_opttimeout(L, 3);
   tsk_Tasklet *r, *t;
-  if (lua_gettop(L) < 2) luaL_argerror(L, 2, "value expected");
+  if (top < 2) luaL_argerror(L, 2, "value expected");
   if (c->closed) return tsk_fail(L, "closed");
   if ((r = tsk_queue_pop(&c->receivers)) != NULL) {  /* hand it over */
-    lua_pushvalue(L, 2);
-    tsk_wake(r, TSK_WOK, L, 1);
+    if (top != 2) lua_pushvalue(L, 2);  /* else it is on top: move it */
+    if (r->wL == r->L) {  /* its receive's frame has room (LUA_MINSTACK) */
+      lua_xmove(L, r->L, 1);
+      tsk_wake(r, TSK_WOK, r->L, 1);
+    }
+    else
+      tsk_wake(r, TSK_WOK, L, 1);
     lua_pushboolean(L, 1);
     return 1;
   }

@@ -106,6 +106,7 @@ struct tsk_Sched {
   tsk_Tasklet main;        /* stands for the main chunk when it blocks */
   tsk_Queue runq;
   uv_idle_t idle;          /* active while tasklets are ready: no blocking poll */
+  int idling;              /* idle is started */
   uv_check_t check;        /* resumes tasklets woken by I/O in the same turn */
   uv_timer_t timer;        /* armed for the earliest deadline in the heap */
   tsk_Tasklet **heap;      /* timer heap, min deadline first */

@@ -12,7 +12,10 @@
 
 #include "core.h"
 
-/* The value a scheduler yield carries; only its address matters. */
+/* The value a scheduler yield carries through a coroutine nested in a
+** tasklet (coresume passes it on) and out of a tasklet whose coroutine
+** Lua code holds; only its address matters. A tasklet's own coroutine
+** yields nothing: only resume() sees that yield. */
 static char sentinel;  /* never written */
 #define SENTINEL ((void *)&sentinel)
 
@@ -127,7 +130,10 @@ static void timer_cb(uv_timer_t *h) {
 void tsk_ready(tsk_Tasklet *t) {
   tsk_Sched *S = t->S;
   t->status = TSK_READY;
-  if (S->runq.n == 0 && !S->closing) uv_idle_start(&S->idle, idle_cb);
+  if (!S->idling && !S->closing) {  /* the loop must not block in poll */
+    uv_idle_start(&S->idle, idle_cb);
+    S->idling = 1;
+  }
   tsk_queue_push(&S->runq, t);
 }
 
@@ -182,7 +188,7 @@ static void resume(tsk_Sched *S, tsk_Tasklet *t, lua_State *from) {
   S->current = NULL;
   S->pcoro = NULL;
   if (st == LUA_YIELD) {
-    lua_pop(co, nres);
+    if (nres > 0) lua_pop(co, nres);
     if (t->status == TSK_RUNNING) tsk_ready(t);  /* a plain coroutine.yield */
   }
   else
@@ -199,7 +205,10 @@ static void drain(tsk_Sched *S) {
   S->budget = DRAIN_BUDGET;
   while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping)
     resume(S, tsk_queue_pop(&S->runq), NULL);
-  if (S->runq.n == 0) uv_idle_stop(&S->idle);
+  if (S->runq.n == 0 && S->idling) {
+    uv_idle_stop(&S->idle);
+    S->idling = 0;
+  }
 }
 
 /*
@@ -327,6 +336,8 @@ int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
       t->nargs = 0;
       return waitk(L, LUA_YIELD, (lua_KContext)t);
     }
+    if (L == t->L && !t->exposed)  /* only resume() sees it: no mark */
+      return lua_yieldk(L, 0, (lua_KContext)t, waitk);
     lua_pushlightuserdata(L, SENTINEL);
     return lua_yieldk(L, 1, (lua_KContext)t, waitk);
   }
@@ -399,6 +410,7 @@ static int global_yield(lua_State *L) {
   t->wctx = 0;
   t->won = TSK_ON_YIELD;
   tsk_ready(t);
+  if (L == t->L && !t->exposed) return lua_yieldk(L, 0, (lua_KContext)t, waitk);
   lua_pushlightuserdata(L, SENTINEL);
   return lua_yieldk(L, 1, (lua_KContext)t, waitk);
 }
