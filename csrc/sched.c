@@ -228,9 +228,10 @@ static int handoff(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
   S->handing = 1;
   while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping) {
     tsk_Tasklet *n = tsk_queue_pop(&S->runq);
-    if (n == t) {
+    if (n == t) {  /* its turn: a switch back to it, as drain's would be */
       go = 1;
       S->budget--;
+      S->switches++;
       break;
     }
     resume(S, n, L);
