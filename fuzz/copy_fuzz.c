@@ -180,9 +180,13 @@ static int equal(lua_State *L, int a, int b, int mab, int mba, int depth) {
 
 /*
 ** An order- and identity-free digest of the graph of values at first..
-** (n of them): every distinct table's entries, each summarized by the
+** (n of them): the top-level values in order, plus the sum over every
+** distinct table of a digest of its entries, each entry summarized by the
 ** types and contents of its key and value (a table counts as "a table").
-** seen is the stack index of a table of the tables visited.
+** Each table is digested on its own and the results are summed, so the
+** order in which lua_next meets shared tables (which follows string
+** hashes, seeded per state) cannot change the result. seen is the stack
+** index of a table of the tables visited.
 */
 static uint64_t mix(uint64_t h) {
   h ^= h >> 33;
@@ -215,43 +219,43 @@ static uint64_t leaf(lua_State *L, int i) {
   }
 }
 
-static uint64_t digestvalue(lua_State *L, int i, int seen);
-
-static uint64_t digesttable(lua_State *L, int t, int seen) {
+/* Add the digest of the table at i, and of every table it reaches, to
+** *sum, once per table. */
+static void digestvalue(lua_State *L, int i, int seen, uint64_t *sum) {
   uint64_t d = 0;
-  lua_pushvalue(L, t);
+  if (lua_type(L, i) != LUA_TTABLE) return;
+  lua_pushvalue(L, i);
   if (lua_rawget(L, seen) != LUA_TNIL) {
     lua_pop(L, 1);
-    return 0;
+    return;
   }
   lua_pop(L, 1);
-  lua_pushvalue(L, t);
+  lua_pushvalue(L, i);
   lua_pushboolean(L, 1);
   lua_rawset(L, seen);
   luaL_checkstack(L, 8, "digest");
   lua_pushnil(L);
-  while (lua_next(L, t)) {
+  while (lua_next(L, i)) {
     int top = lua_gettop(L);
     d += mix(leaf(L, top - 1) * 31 + leaf(L, top));
-    d += digestvalue(L, top - 1, seen) + digestvalue(L, top, seen);
+    digestvalue(L, top - 1, seen, sum);
+    digestvalue(L, top, seen, sum);
     lua_pop(L, 1);
   }
-  return mix(d + 0x51ed);
-}
-
-static uint64_t digestvalue(lua_State *L, int i, int seen) {
-  return lua_type(L, i) == LUA_TTABLE ? digesttable(L, i, seen) : 0;
+  *sum += mix(d + 0x51ed);
 }
 
 static uint64_t digest(lua_State *L, int first, int n) {
-  uint64_t d = 0;
+  uint64_t d = 0, tables = 0;
   int i, seen;
   lua_newtable(L);
   seen = lua_gettop(L);
-  for (i = 0; i < n; i++)
-    d = d * 1000003u + leaf(L, first + i) + digestvalue(L, first + i, seen);
+  for (i = 0; i < n; i++) {
+    d = d * 1000003u + leaf(L, first + i);
+    digestvalue(L, first + i, seen, &tables);
+  }
   lua_pop(L, 1);
-  return d;
+  return d + mix(tables);
 }
 
 /* === the C decoder against the Lua one ================================= */
