@@ -329,6 +329,22 @@ describe("handoff between tasklets", function()
     assert.same({true, "v"}, {a:join()})
   end)
 
+  it("serves join too: the joined tasklet runs, then the joiner goes on with its results", function()
+    local log = {}
+    local b
+    local a = ts.spawn(function()
+      log[#log + 1] = "a joins"
+      local r = {b:join()}
+      log[#log + 1] = "a got " .. tostring(r[2]) .. "," .. tostring(r[3])
+      return r[2] + r[3]
+    end)
+    b = ts.spawn(function() log[#log + 1] = "b runs"; ts.yield(); log[#log + 1] = "b ends"; return 1, 2 end)
+    ts.spawn(function() log[#log + 1] = "c runs" end)
+    ts.run()
+    assert.same({"a joins", "b runs", "c runs", "b ends", "a got 1,2"}, log)
+    assert.same({true, 3}, {a:join()})
+  end)
+
   it("leaves a tasklet whose coroutine was handed out suspended while others run", function()
     local ch, co, seen = ts.channel(), nil, nil
     ts.spawn(function() co = coroutine.running(); ch:receive() end)
