@@ -216,12 +216,13 @@ static void drain(tsk_Sched *S) {
 ** wait that another tasklet may end (a channel, a join); instead of
 ** yielding to drain, which would resume the next ready tasklet, it
 ** resumes that one itself, and so on, in the run queue's order and within
-** drain's budget. (A wait on I/O gains nothing: only the loop ends it.) When t's own turn comes (it was woken
-** meanwhile) it goes on in place: its yield and resume are spared, which
-** halves the switches of two tasklets talking over channels. The others
-** run one level deep: their waits yield, back to here. Returns 1 when t
-** is to go on (popped, running), 0 when it must yield: still blocked, or
-** ready behind others, or the loop must turn (budget spent, stop, close).
+** drain's budget. When t's own turn comes (it was woken meanwhile) it goes
+** on in place: its yield and resume are spared, which halves the switches
+** of two tasklets talking over channels. The others run one level deep:
+** their waits yield, back to here. (A wait on I/O gains nothing: only the
+** loop can end it.) Returns 1 when t is to go on (popped, running), 0 when
+** it must yield: still blocked, or ready behind others, or the loop must
+** turn (budget spent, stop, close).
 */
 static int handoff(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
   int go = 0;
@@ -252,7 +253,6 @@ static void check_cb(uv_check_t *h) { drain((tsk_Sched *)h->data); }
 static int canyield(lua_State *L, tsk_Sched *S) {
   return L == S->pcoro && lua_isyieldable(L);
 }
-
 
 /* The reason a pending kill raises (the tasklet's third user value). */
 static void pushreason(lua_State *L, tsk_Tasklet *t) {
