@@ -114,6 +114,7 @@ struct tsk_Sched {
   uint64_t armed;          /* the deadline the timer is armed for, 0 if none */
   int inloop;              /* inside uv_run, driven by us */
   int budget;              /* resumes left in this turn of the loop */
+  uint64_t slice;          /* uv_hrtime() when this turn's resumes began */
   int handing;             /* a tasklet runs others inside its wait
                               (sched.c, handoff): one level only */
   int running;             /* inside ts.run() */

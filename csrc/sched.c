@@ -172,6 +172,9 @@ void tsk_queue_wakeall(tsk_Queue *q, int result) {
   }
 }
 
+#define DRAIN_BUDGET 1024
+#define DRAIN_SLICE 10000000u  /* ns */
+
 /* Resume t with its pending values; settle what it did. from is the
 ** thread resuming it (NULL for the loop), for Lua's C-call count. */
 static void resume(tsk_Sched *S, tsk_Tasklet *t, lua_State *from) {
@@ -193,18 +196,24 @@ static void resume(tsk_Sched *S, tsk_Tasklet *t, lua_State *from) {
   }
   else
     tsk_tasklet_finish(S, t, st == LUA_OK, st == LUA_OK ? nres : 1);
+  if ((S->budget & 15) == 0 && uv_hrtime() - S->slice >= DRAIN_SLICE)
+    S->budget = 0;  /* long turns: let the loop poll (see drain) */
 }
 
 /* Resume ready tasklets, those made ready meanwhile included, up to a
 ** budget per turn of the loop: switching tasklets costs no system call,
 ** while polling for I/O between every two would; the budget keeps I/O
-** from starving. */
-#define DRAIN_BUDGET 1024
-
+** and timers from starving. It is a count of turns, and a time: tasklets
+** that work long between their yields (1,024 turns of a millisecond
+** would keep the loop away for a second) end it after DRAIN_SLICE,
+** checked every 16 turns. */
 static void drain(tsk_Sched *S) {
-  S->budget = DRAIN_BUDGET;
-  while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping)
-    resume(S, tsk_queue_pop(&S->runq), NULL);
+  if (S->runq.head != NULL) {
+    S->budget = DRAIN_BUDGET;
+    S->slice = uv_hrtime();
+    while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping)
+      resume(S, tsk_queue_pop(&S->runq), NULL);
+  }
   if (S->runq.n == 0 && S->idling) {
     uv_idle_stop(&S->idle);
     S->idling = 0;

@@ -334,6 +334,24 @@ describe("tasksock.run", function()
     assert.equal(10, n)
     assert.equal("dead", t:status())
   end)
+
+  it("lets timers in while a tasklet works long between its yields", function()
+    -- 300 turns of 1 ms of CPU each: the loop's 1,024 turns between two
+    -- polls would keep the 5 ms timer waiting until all are done; its time
+    -- limit (10 ms) lets it in after a few dozen
+    local turns, at = 0, nil
+    ts.spawn(function()
+      for _ = 1, 300 do
+        local t0 = os.clock()
+        repeat until os.clock() - t0 >= 0.001
+        turns = turns + 1
+        ts.yield()
+      end
+    end)
+    ts.spawn(function() ts.sleep(0.005); at = turns end)
+    ts.run()
+    assert.is_true(at < 150, "the timer waited for " .. tostring(at) .. " turns")
+  end)
 end)
 
 describe("errors in tasklets", function()
