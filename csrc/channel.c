@@ -27,7 +27,7 @@ static const char channeltag = 0;
 ** channel's exact size that starts with the address of channeltag (which
 ** no Lua value reveals) is one. Anything else gets the full check against
 ** the metatable (method upvalue 1), which raises unless it is a channel. */
-static Channel *checkchannel(lua_State *L, int arg) {
+TSK_INLINE Channel *checkchannel(lua_State *L, int arg) {
   Channel *c = (Channel *)lua_touserdata(L, arg);
   if (c != NULL && lua_rawlen(L, arg) == sizeof *c && c->tag == &channeltag)
     return c;

@@ -30,8 +30,10 @@
 
 #if defined(__GNUC__)
 #define TSK_EXPORT __attribute__((visibility("default")))
+#define TSK_INLINE static inline __attribute__((always_inline))
 #else
 #define TSK_EXPORT
+#define TSK_INLINE static inline
 #endif
 
 typedef struct tsk_Sched tsk_Sched;

@@ -127,8 +127,7 @@ static void timer_cb(uv_timer_t *h) {
 
 /* --- run queue and resuming ----------------------------------------- */
 
-void tsk_ready(tsk_Tasklet *t) {
-  tsk_Sched *S = t->S;
+static void ready(tsk_Sched *S, tsk_Tasklet *t) {
   t->status = TSK_READY;
   if (!S->idling && !S->closing) {  /* the loop must not block in poll */
     uv_idle_start(&S->idle, idle_cb);
@@ -136,6 +135,8 @@ void tsk_ready(tsk_Tasklet *t) {
   }
   tsk_queue_push(&S->runq, t);
 }
+
+void tsk_ready(tsk_Tasklet *t) { ready(t->S, t); }
 
 void tsk_wake(tsk_Tasklet *t, int result, lua_State *from, int n) {
   tsk_Sched *S = t->S;
@@ -160,7 +161,7 @@ void tsk_wake(tsk_Tasklet *t, int result, lua_State *from, int n) {
     uv_stop(S->loop);  /* let tsk_drive return */
   }
   else
-    tsk_ready(t);
+    ready(S, t);
 }
 
 void tsk_queue_wakeall(tsk_Queue *q, int result) {
