@@ -276,7 +276,7 @@ describe("handoff between tasklets", function()
     for i = 1, 5000 do assert.equal(2 * i, got[i]) end
   end)
 
-  it("lets timers and I/O in: two tasklets talking never starve the loop", function()
+  it("lets timers in: two tasklets talking never starve the loop", function()
     local ping, pong = ts.channel(), ts.channel()
     local rounds, rang = 0, false
     ts.spawn(function() ts.sleep(0.02); rang = true end)
