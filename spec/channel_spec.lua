@@ -345,6 +345,23 @@ describe("handoff between tasklets", function()
     assert.same({true, 3}, {a:join()})
   end)
 
+  it("shows the waiting tasklet as blocked, with its traceback, to those it runs", function()
+    local ch = ts.channel()
+    local a = ts.spawn(function() ch:receive() end)
+    local seen, tb
+    ts.spawn(function()
+      for _, info in ipairs(ts.tasklets()) do
+        if info.tasklet == a then seen = info end
+      end
+      tb = ts.traceback(a)
+      ch:send(1)
+    end)
+    ts.run()
+    assert.equal("blocked", seen.status)
+    assert.equal("channel", seen.waiting)
+    assert.matches("receive", tb)
+  end)
+
   it("leaves a tasklet whose coroutine was handed out suspended while others run", function()
     local ch, co, seen = ts.channel(), nil, nil
     ts.spawn(function() co = coroutine.running(); ch:receive() end)
