@@ -114,6 +114,7 @@ bench: all bench-tools
 	$(LUAENV) $(LUA) bench/sched.lua
 	$(LUAENV) $(LUA) bench/threads.lua
 	$(LUAENV) $(LUA) bench/idle_memory.lua 10000
+	IDLE_SECONDS=1 $(LUAENV) $(LUA) bench/idle_memory.lua 10000 shared
 	bash bench/echo.sh
 
 -include bench/bench.mk
