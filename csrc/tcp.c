@@ -433,25 +433,21 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   Tcp *c = (Tcp *)s;
+  if (nread > 0) c->S->bytesin += (uint64_t)nread;
   if (nread > 0 && ub->base == c->S->rbuf) {
     size_t take = deliver(c, ub->base, (size_t)nread);
     c->bulk = nread >= TCP_BULK;
-    c->S->bytesin += (uint64_t)take;
     if ((size_t)nread > take &&
         !tsk_buf_append(&c->buf, ub->base + take, (size_t)nread - take))
       nread = UV_ENOBUFS;  /* as if libuv had had no room for it */
-    else if (take > 0) {
-      nread -= (ssize_t)take;
+    else if (take > 0)
       recvdone(c);  /* as the receive itself would: the next reader's turn */
-    }
   }
   else if (nread > 0) {
     tsk_buf_commit(&c->buf, (size_t)nread);
     if (nread < TCP_SMALL) c->bulk = 0;
   }
-  if (nread > 0)
-    c->S->bytesin += (uint64_t)nread;
-  else if (nread < 0) {
+  if (nread < 0) {
     c->rerr = (int)nread;
     stopread(c);
   }
