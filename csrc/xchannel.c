@@ -584,7 +584,14 @@ void tsk_xchannel_push(lua_State *L, tsk_XChannel *x) {
 
 static int x_gc(lua_State *L) {
   tsk_XChannel **box = (tsk_XChannel **)luaL_testudata(L, 1, TSK_XCHANNEL_MT);
-  if (box == NULL) return 0;  /* called by hand on something else */
+  if (box == NULL || *box == NULL) return 0;  /* something else; or again */
+  /* A finalizer called by hand leaves the userdata alive in the cache: drop
+     it there, or the next xchannel allocated at the same address gets it */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CACHE_KEY) == LUA_TTABLE &&
+      lua_rawgetp(L, -1, *box) == LUA_TUSERDATA && lua_rawequal(L, -1, 1)) {
+    lua_pushnil(L);
+    lua_rawsetp(L, -3, *box);
+  }
   tsk_xchannel_unref(*box);
   *box = NULL;
   return 0;

@@ -617,6 +617,24 @@ describe("the public API walk", function()
     end)
   end)
 
+  it("regression: a new xchannel never gets the userdata of one finalized by hand", function()
+    -- the finalizer left that userdata in the per-state cache, keyed by the
+    -- freed channel's address: the next channel malloc placed there was born
+    -- finalized (seen in CI under ASan, once its quarantine recycled it)
+    F.run(function()
+      local keep = {}
+      for _ = 1, 200 do
+        local x = ts.xchannel(1)
+        getmetatable(x).__gc(x)
+        getmetatable(x).__gc(x)  -- twice: the second finds nothing to do
+        local y = ts.xchannel(1)
+        keep[#keep + 1], keep[#keep + 2] = x, y
+        assert.is_true(y:send(1, 0))
+        assert.equal(1, y:count())
+      end
+    end)
+  end)
+
   it("regression: a thread handle whose finalizer ran raises an argument error", function()
     F.run(function()
       local th = ts.thread.start("return 1")
