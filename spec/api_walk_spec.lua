@@ -632,6 +632,7 @@ describe("the public API walk", function()
         assert.is_true(y:send(1, 0))
         assert.equal(1, y:count())
       end
+      assert.equal(400, #keep)  -- kept alive: a stale userdata stays where the cache can see it
     end)
   end)
 
