@@ -94,6 +94,7 @@ struct tsk_Tasklet {
   unsigned char ismain;    /* the main chunk's record, not a tasklet */
   unsigned char exposed;   /* its coroutine was handed to Lua code
                               (coroutine.running): never pooled */
+  unsigned char xkind;     /* what its user value is (tasklet.c, X_IS*) */
   int nres;                /* results kept on L's stack once dead */
 };
 
@@ -235,6 +236,8 @@ tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n);
 /* Called by the scheduler when t's coroutine returned (ok) or failed. */
 void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres);
 const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t);
+/* Push the reason t was killed with (t->killed; t alive). [-0, +1] */
+void tsk_tasklet_reason(lua_State *L, tsk_Tasklet *t);
 
 /* --- signal.c ------------------------------------------------------- */
 

@@ -264,17 +264,10 @@ static int canyield(lua_State *L, tsk_Sched *S) {
   return L == S->pcoro && lua_isyieldable(L);
 }
 
-/* The reason a pending kill raises (the tasklet's third user value). */
-static void pushreason(lua_State *L, tsk_Tasklet *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-  lua_getiuservalue(L, -1, 3);
-  lua_remove(L, -2);
-}
-
 static int raisekill(lua_State *L, tsk_Tasklet *t) {
   t->kill = 0;
   t->killing = 1;
-  pushreason(L, t);
+  tsk_tasklet_reason(L, t);
   return lua_error(L);
 }
 
@@ -528,7 +521,7 @@ static int iskill(lua_State *L, tsk_Tasklet *t) {
   int is;
   if (t == NULL || !t->killing) return 0;
   luaL_checkstack(L, 2, NULL);
-  pushreason(L, t);
+  tsk_tasklet_reason(L, t);
   is = tsk_samevalue(L, -1, -2);
   lua_pop(L, 1);
   return is;

@@ -1,10 +1,11 @@
 /*
 ** tasklet.c: tasklets as Lua objects: spawn, join, kill, status, name.
-** A tasklet is a userdata (the tsk_Tasklet) whose user values are its
-** coroutine (1), its name (2) and its error or kill reason (3). While it
-** is not dead the registry holds it, so a blocked tasklet lives on. A
-** dead one may give its coroutine to the pool (S->pool) for the next
-** spawn: then t->L is NULL and user value 1 nil.
+** A tasklet is a userdata (the tsk_Tasklet) with one user value (see
+** X_IS*): its coroutine, or once it failed its error, or once it got a
+** name or a kill reason a table of the three. While it is not dead the
+** registry holds it, so a blocked tasklet lives on. A dead one may give
+** its coroutine to the pool (S->pool) for the next spawn: then t->L is
+** NULL and the coroutine's slot nil.
 */
 #include <limits.h>
 #include <stdio.h>
@@ -19,6 +20,76 @@ static const char *const waitnames[] = {
   "work", "select", "other"
 };
 
+/* What a tasklet's one user value is (t->xkind). One value, not three,
+** as most tasklets never get a name or an error: 32 bytes less each. */
+enum {
+  X_ISCO,   /* its coroutine (nil once pooled) */
+  X_ISERR,  /* dead and failed, without a table: its error */
+  X_ISTAB   /* a table: [X_CO] coroutine, [X_NAME] name, [X_ERR] error or
+               kill reason; made with its array part, so setting a slot
+               never allocates */
+};
+enum { X_CO = 1, X_NAME = 2, X_ERR = 3 };
+
+/* Push field k (X_NAME, X_ERR) of the tasklet t at idx, or nil. */
+static void getx(lua_State *L, int idx, tsk_Tasklet *t, int k) {
+  if (t->xkind == X_ISTAB) {
+    lua_getiuservalue(L, idx, 1);
+    lua_rawgeti(L, -1, k);
+    lua_remove(L, -2);
+  }
+  else if (t->xkind == X_ISERR && k == X_ERR)
+    lua_getiuservalue(L, idx, 1);
+  else
+    lua_pushnil(L);
+}
+
+/* Set field k of the tasklet t at idx to the value on top (popped). May
+** make the table: from Lua-called functions only (it may raise). */
+static void setx(lua_State *L, int idx, tsk_Tasklet *t, int k) {
+  idx = lua_absindex(L, idx);
+  if (t->xkind != X_ISTAB) {
+    if (lua_isnil(L, -1)) {  /* nothing to keep: no table for it */
+      lua_pop(L, 1);
+      return;
+    }
+    lua_createtable(L, 3, 0);
+    lua_getiuservalue(L, idx, 1);
+    lua_rawseti(L, -2, t->xkind == X_ISERR ? X_ERR : X_CO);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, 1);
+    t->xkind = X_ISTAB;
+  }
+  else
+    lua_getiuservalue(L, idx, 1);
+  lua_rotate(L, -2, 1);
+  lua_rawseti(L, -2, k);
+  lua_pop(L, 1);
+}
+
+/* Let go of t's coroutine (the tasklet at idx of L). */
+static void dropco(lua_State *L, int idx, tsk_Tasklet *t) {
+  idx = lua_absindex(L, idx);
+  if (t->xkind == X_ISTAB) {
+    lua_getiuservalue(L, idx, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, X_CO);
+    lua_pop(L, 1);
+  }
+  else if (t->xkind == X_ISCO) {
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, 1);
+  }  /* X_ISERR: the error holds the place already */
+  t->L = NULL;
+}
+
+/* (core.h) */
+void tsk_tasklet_reason(lua_State *L, tsk_Tasklet *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  getx(L, -1, t, X_ERR);
+  lua_remove(L, -2);
+}
+
 static tsk_Tasklet *checktasklet(lua_State *L, int arg) {
   return (tsk_Tasklet *)luaL_checkudata(L, arg, TSK_TASKLET_MT);
 }
@@ -32,9 +103,9 @@ const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t) {
   const char *name;
   if (t->ismain) return "main";
   pushtasklet(L, t);
-  lua_getiuservalue(L, -1, 2);
+  getx(L, -1, t, X_NAME);
   name = lua_tostring(L, -1);
-  lua_pop(L, 2);  /* the name stays alive in the user value */
+  lua_pop(L, 2);  /* the name stays alive in the user value's table */
   return name ? name : "?";
 }
 
@@ -81,17 +152,15 @@ static void report(tsk_Sched *S, tsk_Tasklet *t) {
 static void pool(tsk_Sched *S, tsk_Tasklet *t) {
   lua_State *co = t->L;
   if (t->exposed || t->nres > 0 || S->npool >= TSK_POOL_MAX || S->closing ||
-      !lua_checkstack(S->pool, 1) || !lua_checkstack(co, 2))
+      !lua_checkstack(S->pool, 4) || !lua_checkstack(co, 1))
     return;
   lua_settop(co, 0);
-  pushtasklet(co, t);
-  lua_pushnil(co);
-  lua_setiuservalue(co, -2, 1);
-  lua_pop(co, 1);
   lua_pushthread(co);
-  lua_xmove(co, S->pool, 1);
+  lua_xmove(co, S->pool, 1);  /* the pool holds it now */
   S->npool++;
-  t->L = NULL;
+  pushtasklet(S->pool, t);
+  dropco(S->pool, -1, t);
+  lua_pop(S->pool, 1);
 }
 
 /* A coroutine for a new tasklet, pushed on L: a pooled one, or new. It
@@ -108,6 +177,7 @@ static lua_State *newcoroutine(lua_State *L, tsk_Sched *S) {
 
 void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
   lua_State *co = t->L;
+  int anchor = -1;  /* S->L's top below co, while S->L anchors co */
   t->status = TSK_DEAD;
   t->ok = (unsigned char)ok;
   t->killing = 0;
@@ -118,11 +188,21 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
     int iskill;
     lua_checkstack(co, 4);
     pushtasklet(co, t);
-    lua_getiuservalue(co, -1, 3);
+    getx(co, -1, t, X_ERR);                /* err t reason */
     iskill = t->killed && tsk_samevalue(co, -1, -3);
     lua_pop(co, 1);
-    lua_pushvalue(co, -2);
-    lua_setiuservalue(co, -2, 3);          /* keep the error */
+    lua_pushvalue(co, -2);                 /* err t err */
+    if (t->xkind == X_ISTAB)
+      setx(co, -2, t, X_ERR);              /* its slot: no allocation */
+    else if (lua_checkstack(S->L, 1)) {    /* the error takes the user */
+      anchor = lua_gettop(S->L);           /* value, the coroutine is */
+      lua_pushthread(co);                  /* held by S->L meanwhile */
+      lua_xmove(co, S->L, 1);
+      lua_setiuservalue(co, -2, 1);
+      t->xkind = X_ISERR;
+    }
+    else
+      lua_pop(co, 1);                      /* (lost: no stack for it) */
     lua_pop(co, 1);
     if (!iskill) report(S, t);
     tsk_closethread(co, S->L);             /* run its to-be-closed variables */
@@ -131,6 +211,10 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
   }
   tsk_queue_wakeall(&t->joiners, TSK_WOK);
   pool(S, t);
+  if (anchor >= 0) {  /* pooled, or let go of */
+    lua_settop(S->L, anchor);
+    t->L = NULL;
+  }
   if (t->aprev) t->aprev->anext = t->anext;  /* leave the live list */
   else S->all = t->anext;
   if (t->anext) t->anext->aprev = t->aprev;
@@ -147,7 +231,7 @@ static tsk_Tasklet *spawn(lua_State *L, tsk_Sched *S, int n, int mt) {
   if (!lua_checkstack(co, n)) luaL_error(L, "too many arguments to spawn");
   lua_rotate(L, base, 1);                  /* co fn args... */
   lua_xmove(L, co, n);                     /* co */
-  t = (tsk_Tasklet *)lua_newuserdatauv(L, sizeof *t, 3);
+  t = (tsk_Tasklet *)lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   if (mt != 0) {
     lua_pushvalue(L, mt);
@@ -156,7 +240,7 @@ static tsk_Tasklet *spawn(lua_State *L, tsk_Sched *S, int n, int mt) {
   else
     luaL_setmetatable(L, TSK_TASKLET_MT);
   lua_rotate(L, -2, 1);                    /* t co */
-  lua_setiuservalue(L, -2, 1);             /* t */
+  lua_setiuservalue(L, -2, 1);             /* t (xkind X_ISCO) */
   t->L = co;
   t->S = S;
   t->heapidx = -1;
@@ -200,7 +284,7 @@ static int joinresults(lua_State *L, tsk_Tasklet *t) {
   int i;
   if (!t->ok) {
     lua_pushboolean(L, 0);
-    lua_getiuservalue(L, 1, 3);
+    getx(L, 1, t, X_ERR);
     return 2;
   }
   if (!lua_checkstack(L, t->nres + 1)) return luaL_error(L, "too many results to join");
@@ -248,11 +332,11 @@ static int meth_kill(lua_State *L) {
   }
   if (lua_isnoneornil(L, 2)) lua_pushliteral(L, "killed");
   else lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, 3);
+  setx(L, 1, t, X_ERR);
   t->killed = 1;
   switch (t->status) {
     case TSK_RUNNING:  /* itself */
-      lua_getiuservalue(L, 1, 3);
+      getx(L, 1, t, X_ERR);
       t->killing = 1;
       return lua_error(L);
     case TSK_BLOCKED: {
@@ -268,7 +352,7 @@ static int meth_kill(lua_State *L) {
       if (!t->started) {  /* never ran: it dies without running */
         tsk_queue_remove(t);
         lua_settop(t->L, 0);
-        lua_getiuservalue(L, 1, 3);
+        getx(L, 1, t, X_ERR);
         lua_xmove(L, t->L, 1);
         tsk_tasklet_finish(S, t, 0, 1);
       }
@@ -294,7 +378,7 @@ static int meth_index(lua_State *L) {
   tsk_Tasklet *t = checktasklet(L, 1);
   const char *k = lua_tostring(L, 2);
   if (k != NULL && strcmp(k, "name") == 0) {
-    lua_getiuservalue(L, 1, 2);
+    getx(L, 1, t, X_NAME);
     return 1;
   }
   if (k != NULL && strcmp(k, "waiting") == 0) {  /* what it waits on */
@@ -312,18 +396,18 @@ static int meth_index(lua_State *L) {
 }
 
 static int meth_newindex(lua_State *L) {
-  checktasklet(L, 1);
+  tsk_Tasklet *t = checktasklet(L, 1);
   if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "name") != 0)
     return luaL_argerror(L, 2, "only 'name' can be set on a tasklet");
   if (!lua_isnil(L, 3)) luaL_checktype(L, 3, LUA_TSTRING);
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, 2);
+  setx(L, 1, t, X_NAME);
   return 0;
 }
 
 static int meth_tostring(lua_State *L) {
   tsk_Tasklet *t = checktasklet(L, 1);
-  lua_getiuservalue(L, 1, 2);
+  getx(L, 1, t, X_NAME);
   if (lua_isnil(L, -1))
     lua_pushfstring(L, "tasklet (%s): %p", statusnames[t->status], (void *)t);
   else
@@ -345,7 +429,7 @@ static int global_tasklets(lua_State *L) {
   for (t = S->all; t != NULL; t = t->anext) {
     lua_createtable(L, 0, 5);
     pushtasklet(L, t);
-    lua_getiuservalue(L, -1, 2);
+    getx(L, -1, t, X_NAME);
     lua_setfield(L, -3, "name");
     lua_setfield(L, -2, "tasklet");
     lua_pushstring(L, statusnames[t->status]);

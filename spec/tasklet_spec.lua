@@ -85,6 +85,101 @@ describe("tasklet.name", function()
   end)
 end)
 
+describe("what a dead tasklet keeps", function()
+  -- A tasklet has one user value: its coroutine; its error once it failed;
+  -- a table of coroutine, name and error once it has a name or a kill
+  -- reason. Each way to get there keeps what join, name and tostring say.
+  local function fails(err) return function() error(err, 0) end end
+
+  it("a failure's error, named before, after or never, and any kind of value", function()
+    local etab = {}
+    local plain, before, after = ts.spawn(fails("e1")), ts.spawn(fails(etab)), ts.spawn(fails(false))
+    before.name = "before"
+    local old = ts.onerror(function() end)
+    ts.run()
+    ts.onerror(old)
+    after.name = "after"
+    collectgarbage(); collectgarbage()
+    assert.same({false, "e1"}, {plain:join()})
+    assert.is_nil(plain.name)
+    local ok, e = before:join()
+    assert.is_false(ok)
+    assert.equal(etab, e)
+    assert.equal("before", before.name)
+    assert.same({false, false}, {after:join()})
+    assert.equal("after", after.name)
+    after.name = nil
+    assert.is_nil(after.name)
+    assert.same({false, false}, {after:join()})
+    assert.matches("^tasklet %(dead%)", tostring(after))
+  end)
+
+  it("the error for the error handler's own join", function()
+    local got
+    local old = ts.onerror(function(t) got = { t:join() } end)
+    ts.spawn(fails("seen"))
+    ts.run()
+    ts.onerror(old)
+    assert.same({false, "seen"}, got)
+  end)
+
+  it("the error of a tasklet whose coroutine Lua code holds (never pooled)", function()
+    local co
+    local t = ts.spawn(function() co = coroutine.running(); error("held", 0) end)
+    local old = ts.onerror(function() end)
+    ts.run()
+    ts.onerror(old)
+    collectgarbage(); collectgarbage()
+    assert.equal("dead", coroutine.status(co))
+    assert.same({false, "held"}, {t:join()})
+    assert.same({false, "held"}, {t:join()})
+  end)
+
+  it("the first error when a to-be-closed variable raises another", function()
+    local t = ts.spawn(function()
+      local _ <close> = setmetatable({}, { __close = function() error("in close", 0) end })
+      error("first", 0)
+    end)
+    local old = ts.onerror(function() end)
+    ts.run()
+    ts.onerror(old)
+    assert.same({false, "first"}, {t:join()})
+  end)
+
+  it("a kill's reason, and a name given before or after", function()
+    local a = ts.spawn(ts.sleep, 10)
+    local b = ts.spawn(ts.sleep, 10)
+    a.name = "a"
+    local killer = ts.spawn(function()
+      ts.yield()
+      a:kill("reason-a")
+      b:kill({ "reason-b" })
+    end)
+    ts.run()
+    b.name = "b"
+    collectgarbage(); collectgarbage()
+    assert.same({false, "reason-a"}, {a:join()})
+    local ok, r = b:join()
+    assert.is_false(ok)
+    assert.same({ "reason-b" }, r)
+    assert.equal("a", a.name)
+    assert.equal("b", b.name)
+    assert.equal("dead", killer:status())
+  end)
+
+  it("its name after its coroutine went to a new tasklet", function()
+    local t = ts.spawn(function() end)
+    t.name = "first"
+    ts.run()
+    local u = ts.spawn(function() return coroutine.running() end)
+    ts.run()
+    collectgarbage(); collectgarbage()
+    assert.equal("first", t.name)
+    assert.same({true}, {t:join()})
+    assert.is_true(u:join())
+  end)
+end)
+
 describe("tasklet:join", function()
   it("waits for the tasklet inside another tasklet", function()
     local a = ts.spawn(function() ts.sleep(0.02); return "done" end)
