@@ -5,7 +5,7 @@
 ** Two pieces of memory per socket:
 **  - the userdata (a Box): what only Lua calls touch (timeouts, stats,
 **    the line bound) and a pointer to
-**  - the block (a Tcp), malloc'd, starting with the uv_tcp_t: what libuv
+**  - the block (a Tcp), malloc'd, ending with the uv_tcp_t: what libuv
 **    callbacks touch. It is freed in the close callback only, after every
 **    pending request's callback ran, so callbacks never see freed memory
 **    even when the userdata was collected first.
@@ -80,10 +80,6 @@ typedef struct Req {
 } Req;
 
 typedef struct Tcp {
-  union {                  /* first: the block is freed from &h */
-    uv_tcp_t h;            /* TCP */
-    uv_pipe_t p;           /* Unix domain (family AF_UNIX) */
-  };
   tsk_Sched *S;
   tsk_Buffer buf;          /* bytes read ahead */
   tsk_Recv rpat;           /* the pattern of the head reader */
@@ -92,13 +88,14 @@ typedef struct Tcp {
   tsk_Queue writers;       /* tasklets waiting for their turn to write */
   tsk_Tasklet *wowner;     /* waits for the request in flight, if anyone */
   tsk_Watch *watchers;     /* selects waiting on it (socket.h, select.c) */
-  size_t leftover;         /* bytes a receive left buffered: dirty() as in
-                              LuaSocket, where bytes read ahead since then
-                              would still be in the kernel */
   union {
     Req *req;              /* lazily allocated, reused: one at a time */
     uv_poll_t *lis;        /* a server's watch on its descriptor */
   };
+  uint32_t leftover;       /* bytes a receive left buffered: dirty() as in
+                              LuaSocket, where bytes read ahead since then
+                              would still be in the kernel (a buffer holds
+                              at most TSK_BUF_MAX) */
   int rerr;                /* read side ended: UV_EOF or an error */
   int werr;                /* result of the last connect or write */
   int family;
@@ -109,7 +106,14 @@ typedef struct Tcp {
   unsigned char lingering; /* closed, delivering its write (lingerclose) */
   unsigned char listening; /* a server: lis, not req (see listening) */
   unsigned char bulk;      /* reads come big: read into buf, not S->rbuf */
+  union {                  /* last: a TCP block is allocated without the */
+    uv_tcp_t h;            /* room for the larger uv_pipe_t (block_new) */
+    uv_pipe_t p;           /* Unix domain (family AF_UNIX) */
+  };
 } Tcp;
+
+/* The block of a handle, request's handle or callback's stream. */
+#define BLOCK(hp) ((Tcp *)(void *)((char *)(hp) - offsetof(Tcp, h)))
 
 /* The class names of a stream kind: TCP or Unix domain, which share
 ** everything here but addresses (socket.unix: unixstream{...}). */
@@ -164,7 +168,7 @@ static void *checkbox(lua_State *L, int role) {
 /* --- the block -------------------------------------------------------- */
 
 static void block_close_cb(uv_handle_t *h) {
-  Tcp *c = (Tcp *)h;
+  Tcp *c = BLOCK(h);
   free(c->req);
   tsk_buf_free(&c->buf);
   free(c);
@@ -187,11 +191,13 @@ static void refresh(Tcp *c) {
 
 /* A new block with a descriptor of family (0 or a negative uv code). */
 static int block_new(tsk_Sched *S, int family, Tcp **out) {
-  Tcp *c = (Tcp *)calloc(1, sizeof *c);
+  int isunix = family == AF_UNIX || family == -AF_UNIX;  /* -AF_UNIX: no fd */
+  Tcp *c = (Tcp *)calloc(1, isunix ? sizeof *c              /* (accept) */
+                                 : offsetof(Tcp, h) + sizeof(uv_tcp_t));
   int r;
   *out = NULL;
   if (c == NULL) return UV_ENOMEM;
-  if (family == AF_UNIX || family == -AF_UNIX) {  /* -AF_UNIX: no fd (accept) */
+  if (isunix) {
     r = uv_pipe_init(S->loop, &c->p, 0);
     if (r == 0 && family == AF_UNIX) {
       int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -199,7 +205,7 @@ static int block_new(tsk_Sched *S, int family, Tcp **out) {
       else if ((r = uv_pipe_open(&c->p, fd)) != 0) close(fd);
       if (r != 0) {  /* initialized: it must be closed, not freed */
         tsk_handle_opened(S, (uv_handle_t *)&c->h);
-        tsk_handle_close(S, (uv_handle_t *)&c->h, NULL);
+        tsk_handle_close(S, (uv_handle_t *)&c->h, block_close_cb);
         return r;
       }
     }
@@ -360,7 +366,7 @@ static int takeerror(Tcp *c);
 /* --- reading ahead ---------------------------------------------------- */
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ub) {
-  Tcp *c = (Tcp *)h;
+  Tcp *c = BLOCK(h);
   tsk_Sched *S = c->S;
   size_t avail = 0;
   char *p;
@@ -432,7 +438,7 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
-  Tcp *c = (Tcp *)s;
+  Tcp *c = BLOCK(s);
   if (nread > 0) c->S->bytesin += (uint64_t)nread;
   if (nread > 0 && ub->base == c->S->rbuf) {
     size_t take = deliver(c, ub->base, (size_t)nread);
@@ -546,7 +552,7 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
 /* The next reader's turn, and reading ahead again if it was paused. */
 static void recvdone(Tcp *c) {
   if (c == NULL) return;
-  c->leftover = tsk_buf_len(&c->buf);
+  c->leftover = (uint32_t)tsk_buf_len(&c->buf);
   if (c->leftover == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
     tsk_buf_free(&c->buf);  /* big reads ended: small ones use S->rbuf */
   if (c->readers.head != NULL) wakehead(&c->readers);
@@ -761,7 +767,7 @@ static void reqdone(Tcp *c, int status) {
 }
 
 static void write_cb(uv_write_t *req, int status) {
-  Tcp *c = (Tcp *)req->handle;
+  Tcp *c = BLOCK(req->handle);
   reqdone(c, status);
   if (c->lingering) lingerdone(c);
 }
@@ -861,7 +867,7 @@ static int meth_send(lua_State *L) {
 /* --- connect ---------------------------------------------------------- */
 
 static void connect_cb(uv_connect_t *req, int status) {
-  Tcp *c = (Tcp *)req->handle;
+  Tcp *c = BLOCK(req->handle);
   if (c->cstate == C_STOLEN || c->cstate == C_LIMBO) {
     /* the outcome was reported already; libuv read a cleared SO_ERROR */
     c->cstate = c->cstate == C_STOLEN ? C_FAILED : C_NONE;
