@@ -115,6 +115,7 @@ bench: all bench-tools
 	$(LUAENV) $(LUA) bench/threads.lua
 	$(LUAENV) $(LUA) bench/idle_memory.lua 10000
 	IDLE_SECONDS=1 $(LUAENV) $(LUA) bench/idle_memory.lua 10000 shared
+	ulimit -n $$(ulimit -Hn); IDLE_SECONDS=1 $(LUAENV) $(LUA) bench/idle_memory.lua 100000 shared
 	bash bench/echo.sh
 
 -include bench/bench.mk

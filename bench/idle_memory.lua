@@ -5,6 +5,10 @@
 --
 --   ulimit -n 30000; lua5.4 bench/idle_memory.lua [N] [hello] [shared]
 --
+-- N is bounded by the descriptor limit (ulimit -n): with fewer than N + 64
+-- it runs as many as fit and says so. 100,000 need a limit above that,
+-- which takes root with CAP_SYS_RESOURCE (ulimit -n 110000).
+--
 -- With "hello", each client first sends one line, which its tasklet
 -- receives before it blocks: the cost of a connection that has talked.
 -- Each tasklet runs a closure of its own over its socket, as most servers
@@ -14,7 +18,19 @@
 local ts = require "tasksock"
 local socket = require "tasksock.socket"
 
-local N = tonumber(arg[1]) or 10000
+local ASKED = tonumber(arg[1]) or 10000
+local function fdlimit()
+  local p = io.popen("ulimit -n")
+  local n = tonumber(p:read("a"):match("%d+"))
+  p:close()
+  return n  -- nil: unlimited
+end
+local LIMIT = fdlimit()
+local N = LIMIT and math.min(ASKED, LIMIT - 64) or ASKED
+if N < ASKED then
+  print(string.format("%d connections asked; %d fit under the descriptor limit of %d " ..
+    "(ulimit -n; past the hard limit it takes CAP_SYS_RESOURCE)", ASKED, N, LIMIT))
+end
 local HELLO, SHARED = false, false
 for i = 2, #arg do
   if arg[i] == "hello" then HELLO = true elseif arg[i] == "shared" then SHARED = true end
@@ -27,20 +43,30 @@ local function rss()
   end
 end
 
-local server = assert(socket.bind("127.0.0.1", 0, 4096))
-local _, port = server:getsockname()
+-- The connections in groups of at most 20,000, each group to its own
+-- listening address (127.0.0.1, .2, ...) from its own client process:
+-- neither the client's descriptor limit nor the ephemeral ports (about
+-- 28,000 per destination) stop them. (IDLE_PER=n: groups of n.)
+local PER = math.min(tonumber(os.getenv("IDLE_PER")) or 20000, LIMIT and LIMIT - 64 or math.huge)
+local groups, left = {}, N
+while left > 0 do
+  local n = math.min(PER, left)
+  local server = assert(socket.bind("127.0.0." .. (#groups + 1), 0, 4096))
+  groups[#groups + 1] = { n = n, server = server, port = select(2, server:getsockname()) }
+  left = left - n
+end
 
--- the client process: N connections held open until its stdin closes
+-- a client process: n connections to one address, held open until its
+-- stdin closes
 local client = [[
 local socket = require "socket"
-local N, port = tonumber(arg[1]), tonumber(arg[2])
+local n, host, port = tonumber(arg[1]), arg[2], tonumber(arg[3])
 local held = {}
-for i = 1, N do
-  local c = assert(socket.connect("127.0.0.1", port))
-  if arg[3] == "hello" then assert(c:send("hello\n")) end
+for i = 1, n do
+  local c = assert(socket.connect(host, port))
+  if arg[4] == "hello" then assert(c:send("hello\n")) end
   held[i] = c
 end
-io.stdout:write("CONNECTED\n"); io.stdout:flush()
 io.read("a")
 ]]
 local path = os.tmpname()
@@ -57,26 +83,40 @@ local function serve(c)
   c:receive("*l")  -- never answered: the client sends nothing more
   c:close()
 end
-local acceptor = ts.spawn(function()
-  for _ = 1, N do
-    local c = assert(server:accept())
-    if SHARED then
-      ts.spawn(serve, c)
-    else
-      ts.spawn(function()
-        if HELLO then assert(c:receive("*l") == "hello") end
-        blocked = blocked + 1
-        c:receive("*l")
-        c:close()
-      end)
+local acceptors = {}
+for i, g in ipairs(groups) do
+  acceptors[i] = ts.spawn(function()
+    for _ = 1, g.n do
+      local c = assert(g.server:accept())
+      if SHARED then
+        ts.spawn(serve, c)
+      else
+        ts.spawn(function()
+          if HELLO then assert(c:receive("*l") == "hello") end
+          blocked = blocked + 1
+          c:receive("*l")
+          c:close()
+        end)
+      end
     end
-  end
-end)
+  end)
+end
 
--- start the client with a pipe we can close to let it exit
-local proc = assert(io.popen(string.format("lua5.4 %s %d %d %s > /dev/null", path, N, port,
-  HELLO and "hello" or ""), "w"))
-while acceptor:status() ~= "dead" or blocked < N do ts.sleep(0.05) end
+-- start the clients with pipes we can close to let them exit
+local procs = {}
+for i, g in ipairs(groups) do
+  procs[i] = assert(io.popen(string.format("lua5.4 %s %d 127.0.0.%d %d %s > /dev/null",
+    path, g.n, i, g.port, HELLO and "hello" or ""), "w"))
+end
+-- all blocked; a client that failed (it says why on stderr) stalls this
+local seen, stalled = 0, 0
+while blocked < N do
+  ts.sleep(0.05)
+  stalled = blocked == seen and stalled + 0.05 or 0
+  seen = blocked
+  if stalled > 30 then error(("stalled at %d of %d connections"):format(blocked, N)) end
+end
+for _, a in ipairs(acceptors) do a:join() end
 collectgarbage(); collectgarbage()
 local after, heap1 = rss(), collectgarbage("count")
 print(string.format("%d idle connections%s%s, each with a tasklet blocked in receive: " ..
@@ -93,6 +133,6 @@ ts.sleep(IDLE)
 local cpu = os.clock() - cpu0
 print(string.format("idle for %g s with them open: %.1f ms of CPU (%.2f%% of one core)",
   IDLE, cpu * 1e3, cpu / IDLE * 100))
-proc:close()
+for _, proc in ipairs(procs) do proc:close() end
 os.remove(path)
 os.exit(0)
