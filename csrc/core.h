@@ -74,7 +74,7 @@ struct tsk_Tasklet {
   int heapidx;             /* index in the timer heap, or -1 */
   int status;              /* TSK_READY ... TSK_DEAD */
   int nargs;               /* values on L's top for its next resume */
-  int ref;                 /* registry ref to its userdata while not dead */
+  int ref;                 /* its slot in S->anchors while not dead */
   int wresult;             /* why the last wait ended */
   int won;                 /* TSK_ON_*: what it waits on */
   void *wobj;              /* the object it waits on (wcancel's business) */
@@ -125,6 +125,15 @@ struct tsk_Sched {
   int closing;             /* the Lua state is closing: wake nobody */
   int errref;              /* registry ref of the error handler, or LUA_NOREF */
   long ntasklets;          /* live (not dead) tasklets */
+  int anchors;             /* registry ref of the table holding the live
+                              tasklets, each at its t->ref (tasklet.c) */
+  int afree, atop;         /* its free slots' list (0: none); slots used */
+#define TSK_NCLASSES 16
+  struct {                 /* class metatables by name address */
+    const char *name;      /* (socket.c, tsk_class_set) */
+    int ref;               /* registry ref of the metatable */
+  } classes[TSK_NCLASSES];
+  int nclasses;
   tsk_Tasklet *all;        /* the live tasklets, newest first */
   lua_State *pool;         /* finished coroutines kept for new tasklets,
                               on this thread's stack */

@@ -31,7 +31,6 @@
 ** hashing): they run on every method call.
 */
 static char classes_key, marks_key, ready_key;  /* addresses only */
-static char bypointer_key;  /* class metatables by name address (tsk_class_set) */
 
 /* Push the metatable of classname (nil if there is none). */
 static void pushclass(lua_State *L, const char *classname) {
@@ -53,10 +52,12 @@ static int class_tostring(lua_State *L) {
 
 void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
                    const luaL_Reg *methods) {
+  int i;
   pushclass(L, classname);                   /* nil, or an old one to replace */
   lua_pop(L, 1);
-  lua_pushnil(L);                            /* what tsk_class_set knew is stale */
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &bypointer_key);
+  for (i = 0; i < S->nclasses; i++)          /* what tsk_class_set knew is stale */
+    luaL_unref(L, LUA_REGISTRYINDEX, S->classes[i].ref);
+  S->nclasses = 0;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &classes_key);  /* classes */
   lua_newtable(L);                           /* classes mt */
   lua_pushstring(L, classname);
@@ -92,24 +93,25 @@ void tsk_class_group(lua_State *L, const char *classname, const char *groupname)
   lua_pop(L, 2);
 }
 
-void tsk_class_set(lua_State *L, int idx, const char *classname) {
+void tsk_class_set(lua_State *L, tsk_Sched *S, int idx, const char *classname) {
+  int i;
   idx = lua_absindex(L, idx);
   /* the metatable by the name's address (the names are static), found by
-  ** name the first time: no string interning per object. Making a class
-  ** drops this cache, so a class made anew is found anew. */
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &bypointer_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
+  ** name the first time: a registry ref, no string or hash look-up per
+  ** object. Making a class drops this cache, so a class made anew is
+  ** found anew. */
+  for (i = 0; i < S->nclasses; i++)
+    if (S->classes[i].name == classname) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, S->classes[i].ref);
+      lua_setmetatable(L, idx);
+      return;
+    }
+  pushclass(L, classname);
+  if (S->nclasses < TSK_NCLASSES) {  /* (else found by name each time) */
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &bypointer_key);
+    S->classes[S->nclasses].ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    S->classes[S->nclasses++].name = classname;
   }
-  if (lua_rawgetp(L, -1, classname) == LUA_TNIL) {
-    lua_pop(L, 1);
-    pushclass(L, classname);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, -3, classname);
-  }
-  lua_remove(L, -2);
   lua_setmetatable(L, idx);
 }
 

@@ -38,8 +38,8 @@ void tsk_class_new(lua_State *L, tsk_Sched *S, const char *classname,
 void tsk_class_group(lua_State *L, const char *classname, const char *groupname);
 
 /* Give the object at idx the metatable of classname, a string with
-** static storage (its address is a cache key).  [-0, +0, m] */
-void tsk_class_set(lua_State *L, int idx, const char *classname);
+** static storage (its address is a cache key, in S).  [-0, +0, m] */
+void tsk_class_set(lua_State *L, tsk_Sched *S, int idx, const char *classname);
 
 /* The userdata at arg if it is of classname, else an argument error
 ** "<classname> expected" (LuaSocket's wording).  [-0, +0, v] */

@@ -150,11 +150,18 @@ enum { R_MASTER, R_CLIENT, R_SERVER, R_ANY };
 ** method checks, so a box is known without Lua table lookups: a full
 ** userdata of a box's size whose kind is one of ours (an address no Lua
 ** value reveals), with the role its class was set to (setrole). */
-static void *checkbox(lua_State *L, int role) {
+/* The box at 1, known by its size and its kind pointer, which no other
+** userdata holds: no metatable look-up (a class made from ours by Lua
+** code is found by testgroup). NULL if it is not one so. */
+static Box *fastbox(lua_State *L) {
   Box *b = (Box *)lua_touserdata(L, 1);
-  if (b != NULL && lua_rawlen(L, 1) == sizeof *b &&
-      (b->k == &tcpkind || b->k == &unixkind) && (role == R_ANY || b->role == role))
-    return b;
+  return b != NULL && lua_rawlen(L, 1) == sizeof *b &&
+         (b->k == &tcpkind || b->k == &unixkind) ? b : NULL;
+}
+
+static void *checkbox(lua_State *L, int role) {
+  Box *b = fastbox(L);
+  if (b != NULL && (role == R_ANY || b->role == role)) return b;
   b = (Box *)tsk_class_testgroup(L, STREAM, 1);
   const Kind *k = b != NULL ? b->k : &tcpkind;
   switch (role) {
@@ -497,7 +504,7 @@ static void pullnow(Tcp *c) {
 /* Set the class of box b at idx to its kind's class for role. */
 static void setrole(lua_State *L, int idx, Box *b, int role) {
   b->role = role;
-  tsk_class_set(L, idx, role == R_MASTER ? b->k->master
+  tsk_class_set(L, tsk_upsched(L), idx, role == R_MASTER ? b->k->master
                         : role == R_CLIENT ? b->k->client : b->k->server);
 }
 
@@ -1279,7 +1286,8 @@ static int meth_close(lua_State *L) {
 }
 
 static int meth_gc(lua_State *L) {
-  Box *b = (Box *)tsk_class_testgroup(L, STREAM, 1);
+  Box *b = fastbox(L);
+  if (b == NULL) b = (Box *)tsk_class_testgroup(L, STREAM, 1);
   if (b != NULL) box_closeflush(L, b);  /* (NULL: called by hand on something else) */
   return 0;
 }

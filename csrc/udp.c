@@ -452,7 +452,7 @@ static int bindconnectk(lua_State *L, int status, lua_KContext ctx) {
     if (o->u != NULL) o->family = family;
     return tsk_sock_fail(L, e);
   }
-  if (ctx == 1) tsk_class_set(L, 1, CONNECTED);
+  if (ctx == 1) tsk_class_set(L, tsk_upsched(L), 1, CONNECTED);
   startreceiving(o->u);  /* for readers waiting since before it was bound */
   lua_pushnumber(L, 1);
   return 1;
@@ -482,7 +482,7 @@ static int meth_setpeername(lua_State *L) {
   struct addrinfo hints;
   if (strcmp(host, "*") == 0) {
     if (o->u != NULL) uv_udp_connect(&o->u->h, NULL);  /* errors ignored, as LuaSocket */
-    tsk_class_set(L, 1, UNCONNECTED);
+    tsk_class_set(L, tsk_upsched(L), 1, UNCONNECTED);
     lua_pushnumber(L, 1);
     return 1;
   }
@@ -766,7 +766,7 @@ static int create(lua_State *L, int family) {
   o->u = NULL;
   o->family = family;
   tsk_timeout_init(&o->tm, -1, -1);
-  tsk_class_set(L, -1, UNCONNECTED);
+  tsk_class_set(L, tsk_upsched(L), -1, UNCONNECTED);
   if (family != AF_UNSPEC) {
     int e = makesocket(L, o, family);
     if (e != 0) return tsk_sock_fail(L, e);

@@ -410,7 +410,7 @@ static int meth_connect(lua_State *L) {
     closesocket(o);
     return failerrno(L, e);
   }
-  tsk_class_set(L, 1, CONNECTED);
+  tsk_class_set(L, tsk_upsched(L), 1, CONNECTED);
   lua_pushnumber(L, 1);
   return 1;
 }
@@ -538,7 +538,7 @@ static int global_dgram(lua_State *L) {
   o = (Obj *)lua_newuserdatauv(L, sizeof *o, 0);
   o->u = NULL;
   tsk_timeout_init(&o->tm, -1, -1);
-  tsk_class_set(L, -1, UNCONNECTED);
+  tsk_class_set(L, tsk_upsched(L), -1, UNCONNECTED);
   if ((o->u = newud(S, fd, &e)) == NULL) {
     close(fd);
     return tsk_sock_fail(L, e);

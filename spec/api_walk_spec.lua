@@ -674,6 +674,29 @@ describe("the public API walk", function()
     end)
   end)
 
+  it("a class made anew (the module opened again) is what new objects get", function()
+    -- tsk_class_set caches each class's metatable; making a class drops it
+    local script = [[
+      local s1 = require("tasksock.core")._socket
+      local old, oldu = s1.tcp(), s1.udp()
+      package.loaded["tasksock.core"] = nil
+      local s2 = require("tasksock.core")._socket
+      local new, newu = s2.tcp(), s2.udp()
+      assert(getmetatable(new) ~= getmetatable(old), "tcp: the cached metatable")
+      assert(getmetatable(newu) ~= getmetatable(oldu), "udp: the cached metatable")
+      assert(getmetatable(s1.tcp()) == getmetatable(new), "one class per name")
+      assert(getmetatable(new).__index.class == "tcp{master}")
+      assert(new:bind("127.0.0.1", 0) and old:bind("127.0.0.1", 0))
+      old:close() new:close() oldu:close() newu:close()
+      print("ok")
+    ]]
+    local env = ("LUA_PATH=%q LUA_CPATH=%q "):format(package.path, package.cpath)
+    local p = assert(io.popen(env .. "lua5.4 -e " .. ("%q"):format(script) .. " 2>&1"))
+    local out = p:read("a")
+    p:close()
+    assert.equal("ok\n", out)
+  end)
+
   it("regression: a kill with a NaN reason is a kill, not an error", function()
     -- NaN is not raw-equal to itself: the kill was reported as a failure
     F.run(function()
