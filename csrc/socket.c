@@ -290,8 +290,9 @@ int tsk_addr_resolve(lua_State *L, tsk_Sched *S, const char *host, const char *s
   hints.ai_family = family;
   hints.ai_socktype = socktype;
   if (passive) hints.ai_flags = AI_PASSIVE;
-  if (host != NULL && strcmp(host, "*") == 0)
-    host = passive && family == AF_INET6 ? "::" : passive ? "0.0.0.0" : NULL;
+  /* "*": no name, as LuaSocket passes it; with AI_PASSIVE getaddrinfo
+  ** gives the wildcard of each family (here 0.0.0.0, then ::) */
+  if (host != NULL && strcmp(host, "*") == 0) host = NULL;
   return tsk_getaddrinfo(L, host, serv, &hints, ctx, k);
 }
 

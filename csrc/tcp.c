@@ -223,6 +223,11 @@ static int block_new(tsk_Sched *S, int family, Tcp **out) {
     free(c);
     return r;
   }
+  if (family == AF_INET6) {  /* as LuaSocket makes every IPv6 socket (tcp6, */
+    int on = 1;              /* or tcp() binding or connecting to IPv6) */
+    setsockopt(tsk_handle_fd((uv_handle_t *)&c->h), IPPROTO_IPV6, IPV6_V6ONLY,
+               &on, (socklen_t)sizeof on);
+  }
   c->S = S;
   c->family = family;
   tsk_handle_opened(S, (uv_handle_t *)&c->h);
@@ -1091,27 +1096,38 @@ static int meth_connect(lua_State *L) {
 
 /* --- bind, listen, accept --------------------------------------------- */
 
+/*
+** After the lookup: try each address. ctx 1: the socket had no family when
+** bind began (tcp(), or one whose connect failed). Then, as LuaSocket's
+** inet_trybind, the first address and each one of another family get a new
+** descriptor; a failure leaves the last one made, but no family (its
+** getsockname says "unspec"), and the next bind or connect makes another.
+*/
 static int boundk(lua_State *L, int status, lua_KContext ctx) {
   Box *b = (Box *)lua_touserdata(L, 1);
   tsk_Tasklet *t = tsk_self(tsk_upsched(L));
   const struct addrinfo *ai;
-  int r = UV_EAI_NONAME;
-  (void)status; (void)ctx;
+  int r = UV_EAI_NONAME, current = ctx ? AF_UNSPEC : b->family;
+  (void)status;
   if (t->wresult != 0) return tsk_sock_fail(L, t->wresult);
   for (ai = tsk_addr_list(L, 4); ai != NULL; ai = ai->ai_next) {
-    if (b->c != NULL && b->c->family != ai->ai_family) {
-      if (b->family != AF_UNSPEC) continue;  /* tcp4/tcp6: its own family only */
+    if (current != ai->ai_family || b->c == NULL) {
+      if (!ctx && b->c != NULL) continue;  /* tcp4/tcp6: its own family only */
       box_close(b);
+      if ((r = ensureblock(L, b, ai->ai_family)) != 0) continue;
+      current = ai->ai_family;
     }
-    if ((r = ensureblock(L, b, ai->ai_family)) != 0) continue;
     /* bind(2) itself: libuv's bind would set SO_REUSEADDR and defer
     ** "address already in use" to listen, unlike LuaSocket */
     if (bind(block_fd(b->c), ai->ai_addr, ai->ai_addrlen) == 0) {
+      b->family = current;
+      b->renew = 0;  /* a connect uses this descriptor */
       lua_pushnumber(L, 1);
       return 1;
     }
     r = -errno;
   }
+  if (ctx) b->family = AF_UNSPEC;
   return tsk_sock_fail(L, r);
 }
 
@@ -1122,7 +1138,7 @@ static int meth_bind(lua_State *L) {
   const char *port = luaL_checkstring(L, 3);  /* a service, as LuaSocket */
   lua_settop(L, 3);
   return tsk_addr_resolve(L, tsk_upsched(L), host, port, b->family, SOCK_STREAM, 1,
-                          0, boundk);
+                          b->family == AF_UNSPEC, boundk);
 }
 
 /*
@@ -1395,7 +1411,12 @@ static int addrof(lua_State *L, int peer) {
   r = peer ? uv_tcp_getpeername(&b->c->h, (struct sockaddr *)&ss, &len)
            : uv_tcp_getsockname(&b->c->h, (struct sockaddr *)&ss, &len);
   if (r != 0) return tsk_sock_fail(L, r);
-  return tsk_addr_push(L, (struct sockaddr *)&ss, !peer);
+  r = tsk_addr_push(L, (struct sockaddr *)&ss, !peer);
+  if (r == 3 && b->family == AF_UNSPEC) {  /* LuaSocket names the socket's */
+    lua_pop(L, 1);                         /* family, not the address's: */
+    lua_pushliteral(L, "unspec");          /* none after a failed bind or */
+  }                                        /* connect */
+  return r;
 }
 
 static int meth_getpeername(lua_State *L) { return addrof(L, 1); }
@@ -1527,10 +1548,6 @@ static int create(lua_State *L, int family) {
   if (family != AF_UNSPEC) {
     int r = ensureblock(L, b, family);
     if (r != 0) return tsk_sock_fail(L, r);
-    if (family == AF_INET6) {
-      int on = 1;
-      setsockopt(block_fd(b->c), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
-    }
   }
   return 1;
 }
