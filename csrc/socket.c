@@ -312,11 +312,14 @@ void tsk_timeout_markstart(tsk_Timeout *tm) {
   if (tm->total >= 0) tm->start = tsk_now();
 }
 
+/* As LuaSocket's timeout_get, NaN included (settimeout keeps it): a NaN
+** block alone is 0 (its MAX(NaN, 0)), beside a total the total rules
+** (MIN(NaN, t) is t), and a NaN total is 0. */
 double tsk_timeout_left(const tsk_Timeout *tm) {
   double t;
-  if (tm->total < 0) return tm->block;  /* block < 0: forever */
+  if (tm->total < 0) return tm->block != tm->block ? 0 : tm->block;  /* < 0: forever */
   t = tm->total - (tsk_now() - tm->start);
-  if (t < 0) t = 0;
+  if (!(t > 0)) t = 0;  /* (NaN too) */
   if (tm->block < 0) return t;
   return tm->block < t ? tm->block : t;
 }
@@ -328,8 +331,7 @@ int tsk_timeout_iszero(const tsk_Timeout *tm) {
 int tsk_timeout_meth_settimeout(lua_State *L, tsk_Timeout *tm) {
   double t = luaL_optnumber(L, 2, -1);
   const char *mode = luaL_optstring(L, 3, "b");
-  if (t != t) t = -1;
-  switch (*mode) {
+  switch (*mode) {  /* NaN kept, as LuaSocket: gettimeout gives it back */
     case 'b': tm->block = t; break;
     case 'r': case 't': tm->total = t; break;
     default: luaL_argcheck(L, 0, 3, "invalid timeout mode");

@@ -315,6 +315,31 @@ describe("udp:settimeout and udp:gettimeout", function()
   end)
 end)
 
+describe("a NaN timeout, as LuaSocket's timeout_get", function()
+  it("is kept, acts as 0 alone and leaves a total in force beside it", function()
+    same(function(S)
+      local u = receiver(S, "inet")
+      u:settimeout(0 / 0)
+      local b, t = u:gettimeout()
+      local out = { tostring(b), t }
+      local t0 = luasocket.gettime()
+      out[#out + 1] = select(2, u:receive())
+      out[#out + 1] = luasocket.gettime() - t0 < 0.5  -- at once
+      u:settimeout(0.2, "t")                         -- beside a total
+      t0 = luasocket.gettime()
+      out[#out + 1] = select(2, u:receive())
+      out[#out + 1] = luasocket.gettime() - t0 >= 0.15
+      u:settimeout(-1)
+      u:settimeout(0 / 0, "t")                       -- a NaN total
+      t0 = luasocket.gettime()
+      out[#out + 1] = select(2, u:receivefrom())
+      out[#out + 1] = luasocket.gettime() - t0 < 0.5
+      u:close()
+      return table.unpack(out)
+    end)
+  end)
+end)
+
 describe("udp:dirty and udp:getfd", function()
   it("are false and a float", function()
     same(function(S)

@@ -12,7 +12,11 @@ local M = {}
 M._VERSION = "LuaSocket 3.0.0"   -- LuaSocket's exact value: scripts test it
 M._SETSIZE = C._setsize   -- the fd limit: select has no FD_SETSIZE
 M._DATAGRAMSIZE = 8192
+M._SOCKETINVALID = -1     -- what getfd gives for a socket with no descriptor
 M.BLOCKSIZE = 2048
+
+-- LuaSocket's module unloader (it cleans up Winsock); nothing to do here
+function M.__unload() end
 
 -- TCP ------------------------------------------------------------------------
 
