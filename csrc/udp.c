@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 
 #include <errno.h>
+#include <poll.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -780,11 +781,15 @@ static int create(lua_State *L, int family) {
 ** Writable: always (sends never wait). */
 static int udp_ready(lua_State *L, int idx, int write) {
   Obj *o = (Obj *)lua_touserdata(L, idx);
-  char c;
-  ssize_t n;
+  struct pollfd p;
   if (o->u == NULL || write) return 1;
-  n = recv(fdof(o), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  /* poll, as LuaSocket's select: a peek (recv MSG_PEEK) would take the
+  ** pending error (an ICMP "connection refused") the next receive must
+  ** report. A datagram or an error makes it readable. */
+  p.fd = fdof(o);
+  p.events = POLLIN;
+  p.revents = 0;
+  return poll(&p, 1, 0) != 0;
 }
 
 /* Wait with uv_udp_recv_start: with no reader, alloc_cb offers no buffer,

@@ -6,8 +6,9 @@ local ts = require "tasksock"
 local C = require("tasksock.core")._socket
 local luasocket = require "socket"
 
-local TS = {udp = C.udp, udp4 = C.udp4, udp6 = C.udp6}
-local LS = {udp = luasocket.udp, udp4 = luasocket.udp4, udp6 = luasocket.udp6}
+local TS = {udp = C.udp, udp4 = C.udp4, udp6 = C.udp6, select = require("tasksock.socket").select}
+local LS = {udp = luasocket.udp, udp4 = luasocket.udp4, udp6 = luasocket.udp6,
+  select = luasocket.select}
 
 local function class(s) return (tostring(s):match("^([^:]+): 0x%x+$")) end
 
@@ -310,6 +311,28 @@ describe("udp:settimeout and udp:gettimeout", function()
       u:settimeout(nil); u:settimeout(-3, "r")
       for _, v in ipairs{u:gettimeout()} do out[#out + 1] = v end
       out[#out + 1] = select(2, pcall(u.settimeout, u, 1, "x"))
+      return table.unpack(out)
+    end)
+  end)
+end)
+
+describe("select on a connected udp socket", function()
+  it("leaves an ICMP error pending for receive (a peek would take it)", function()
+    same(function(S)
+      local d = receiver(S, "inet")
+      local _, port = d:getsockname()
+      d:close()
+      local c = S.udp4()
+      assert(c:setpeername("127.0.0.1", port))
+      c:settimeout(2)
+      local out = {}
+      for _ = 1, 2 do
+        assert(c:send("x"))
+        local r = S.select({ c }, nil, 2)
+        out[#out + 1] = #r
+        out[#out + 1] = select(2, c:receive())
+      end
+      c:close()
       return table.unpack(out)
     end)
   end)
