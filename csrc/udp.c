@@ -421,6 +421,10 @@ static int bindconnectk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Tasklet *t = tsk_self(tsk_upsched(L));
   const struct addrinfo *ai;
   int e = UV_EINVAL, family = o->family;
+  struct sockaddr_storage was;  /* the peer, for a failed setpeername */
+  int waslen = (int)sizeof was;
+  Udp *had = ctx == 1 && o->u != NULL &&
+             uv_udp_getpeername(&o->u->h, (struct sockaddr *)&was, &waslen) == 0 ? o->u : NULL;
   (void)status;
   if (t->wresult != 0) return tsk_fail(L, tsk_gai_strerror(t->wresult));
   for (ai = tsk_addrinfo_get(L, -1); ai != NULL; ai = ai->ai_next) {
@@ -438,15 +442,14 @@ static int bindconnectk(lua_State *L, int status, lua_KContext ctx) {
     if (ctx == 0)
       e = uv_udp_bind(&o->u->h, ai->ai_addr, 0);
     else {
-      struct sockaddr_storage peer;
-      int plen = (int)sizeof peer;
-      if (uv_udp_getpeername(&o->u->h, (struct sockaddr *)&peer, &plen) == 0)
-        uv_udp_connect(&o->u->h, NULL);  /* libuv connects only a free socket */
-      e = uv_udp_connect(&o->u->h, ai->ai_addr);
+      uv_udp_connect(&o->u->h, NULL);  /* libuv connects only a free socket */
+      e = uv_udp_connect(&o->u->h, ai->ai_addr);  /* (UV_ENOTCONN if free) */
     }
     if (e == 0) break;
   }
   lua_pop(L, 1);
+  if (e != 0 && had != NULL && had == o->u)  /* the kernel keeps the old peer */
+    uv_udp_connect(&o->u->h, (struct sockaddr *)&was);  /* when connect fails */
   if (e != 0) {
     /* LuaSocket keeps the socket it made but not its family: udp() is
     ** still "unspec" (getsockname says so) and remakes it next time. */

@@ -316,6 +316,24 @@ describe("udp:settimeout and udp:gettimeout", function()
   end)
 end)
 
+describe("a setpeername that fails", function()
+  it("leaves the peer it had (the kernel keeps it); one to port 0 can be changed", function()
+    same(function(S)
+      local c = S.udp4()
+      local out = {}
+      local function add(...) for i = 1, select("#", ...) do out[#out + 1] = select(i, ...) end end
+      add(c:setpeername("127.0.0.1", 9), c:setpeername("127.0.0.2", 10))
+      add(c:setpeername("255.255.255.255", 9))  -- no broadcast option: refused
+      add(c:getpeername())
+      add(c:send("x"), class(c))
+      local d = S.udp4()
+      add(d:setpeername("127.0.0.1", 0), d:setpeername("127.0.0.1", 9), d:getpeername())
+      c:close() d:close()
+      return table.unpack(out)
+    end)
+  end)
+end)
+
 describe("select on a connected udp socket", function()
   it("leaves an ICMP error pending for receive (a peek would take it)", function()
     same(function(S)
