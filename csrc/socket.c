@@ -348,30 +348,30 @@ int tsk_timeout_meth_gettimeout(lua_State *L, tsk_Timeout *tm) {
 
 /* === options =========================================================== */
 
+/* LuaSocket's words, the name cut at 35 bytes as its sprintf does */
+static int unsupported(lua_State *L, const char *name) {
+  char msg[57];
+  snprintf(msg, sizeof msg, "unsupported option `%.35s'", name);
+  return luaL_argerror(L, 2, msg);
+}
+
 static const tsk_Option *findopt(lua_State *L, const tsk_Option *opts) {
   const char *name = luaL_checkstring(L, 2);
   for (; opts->name != NULL; opts++)
     if (strcmp(name, opts->name) == 0) return opts;
-  lua_pushfstring(L, "unsupported option `%s'", name);
-  luaL_argerror(L, 2, lua_tostring(L, -1));
+  unsupported(L, name);
   return NULL;
 }
 
 int tsk_opt_meth_setoption(lua_State *L, const tsk_Option *opts, int fd, void *obj) {
   const tsk_Option *o = findopt(L, opts);
-  if (o->set == NULL) {
-    lua_pushfstring(L, "unsupported option `%s'", o->name);
-    return luaL_argerror(L, 2, lua_tostring(L, -1));
-  }
+  if (o->set == NULL) return unsupported(L, o->name);
   return o->set(L, fd, obj);
 }
 
 int tsk_opt_meth_getoption(lua_State *L, const tsk_Option *opts, int fd, void *obj) {
   const tsk_Option *o = findopt(L, opts);
-  if (o->get == NULL) {
-    lua_pushfstring(L, "unsupported option `%s'", o->name);
-    return luaL_argerror(L, 2, lua_tostring(L, -1));
-  }
+  if (o->get == NULL) return unsupported(L, o->name);
   return o->get(L, fd, obj);
 }
 
@@ -448,6 +448,34 @@ INTOPT(tcpkeepintvl, IPPROTO_TCP, TCP_KEEPINTVL)
 INTOPT(recvbuf, SOL_SOCKET, SO_RCVBUF)
 INTOPT(sendbuf, SOL_SOCKET, SO_SNDBUF)
 
+/* set only, as in LuaSocket (where the system has them) */
+int tsk_opt_set_tcpdeferaccept(lua_State *L, int fd, void *obj) {
+  (void)obj;
+#ifdef TCP_DEFER_ACCEPT
+  return tsk_opt_setint(L, fd, IPPROTO_TCP, TCP_DEFER_ACCEPT);
+#else
+  (void)fd; return unsupported(L, "tcp-defer-accept");
+#endif
+}
+
+int tsk_opt_set_tcpfastopen(lua_State *L, int fd, void *obj) {
+  (void)obj;
+#ifdef TCP_FASTOPEN
+  return tsk_opt_setint(L, fd, IPPROTO_TCP, TCP_FASTOPEN);
+#else
+  (void)fd; return unsupported(L, "tcp-fastopen");
+#endif
+}
+
+int tsk_opt_set_tcpfastopenconnect(lua_State *L, int fd, void *obj) {
+  (void)obj;
+#ifdef TCP_FASTOPEN_CONNECT
+  return tsk_opt_setint(L, fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT);
+#else
+  (void)fd; return unsupported(L, "tcp-fastopen-connect");
+#endif
+}
+
 /* linger: {on = boolean, timeout = number} */
 int tsk_opt_set_linger(lua_State *L, int fd, void *obj) {
   struct linger li;
@@ -458,7 +486,7 @@ int tsk_opt_set_linger(lua_State *L, int fd, void *obj) {
   li.l_onoff = lua_toboolean(L, -1);
   lua_getfield(L, 3, "timeout");
   if (!lua_isnumber(L, -1)) luaL_argerror(L, 3, "number 'timeout' field expected");
-  li.l_linger = tsk_num2int(lua_tonumber(L, -1));
+  li.l_linger = (unsigned short)tsk_num2int(lua_tonumber(L, -1));  /* LuaSocket's u_short */
   lua_pop(L, 2);
   return setraw(L, fd, SOL_SOCKET, SO_LINGER, &li, sizeof li);
 }

@@ -192,6 +192,9 @@ int tsk_opt_set_tcpkeepcnt(lua_State *L, int fd, void *obj);
 int tsk_opt_get_tcpkeepcnt(lua_State *L, int fd, void *obj);
 int tsk_opt_set_tcpkeepintvl(lua_State *L, int fd, void *obj);
 int tsk_opt_get_tcpkeepintvl(lua_State *L, int fd, void *obj);
+int tsk_opt_set_tcpdeferaccept(lua_State *L, int fd, void *obj);    /* (set only) */
+int tsk_opt_set_tcpfastopen(lua_State *L, int fd, void *obj);
+int tsk_opt_set_tcpfastopenconnect(lua_State *L, int fd, void *obj);
 int tsk_opt_set_linger(lua_State *L, int fd, void *obj);
 int tsk_opt_get_linger(lua_State *L, int fd, void *obj);
 int tsk_opt_set_ipv6only(lua_State *L, int fd, void *obj);

@@ -687,6 +687,25 @@ describe("accept", function()
 end)
 
 describe("options", function()
+  it("has LuaSocket's set-only Linux options, its cut names and u_short linger", function()
+    same(function(socket, note)
+      local s = socket.tcp4()
+      assert(s:bind("127.0.0.1", 0))
+      for _, o in ipairs { "tcp-fastopen", "tcp-defer-accept", "tcp-fastopen-connect" } do
+        note(s:setoption(o, 5))
+        note(pcall(s.getoption, s, o))
+      end
+      note(pcall(s.setoption, s, ("x"):rep(60), 1))
+      note(pcall(s.getoption, s, ("y"):rep(40)))
+      for _, t in ipairs { 65537, -1, 3.9, 70000.5 } do
+        s:setoption("linger", { on = true, timeout = t })
+        local l = s:getoption("linger")
+        note(t, l.on, l.timeout)
+      end
+      s:close()
+    end)
+  end)
+
   it("sets and gets options with LuaSocket's values and errors", function()
     same(function(socket, note)
       local c, a, srv = H.pair(socket)
