@@ -1289,7 +1289,19 @@ static int meth_accept(lua_State *L) {
 /* --- the rest --------------------------------------------------------- */
 
 /* Close the box at 1, letting a write in flight finish (lingerclose). */
+/* Closing with bytes unread makes the kernel reset the connection, not
+** end it; under LuaSocket those are the bytes that came after its last
+** receive (the ones before were read into its buffer): here, the ones
+** read ahead beyond what that receive left (c->leftover). Linger 0 makes
+** close reset, and keeps lingerclose from delivering a write in flight,
+** which the kernel's reset would drop too. */
 static void box_closeflush(lua_State *L, Box *b) {
+  if (b->c != NULL && tsk_buf_len(&b->c->buf) > b->c->leftover) {
+    struct linger li;
+    li.l_onoff = 1;
+    li.l_linger = 0;
+    setsockopt(block_fd(b->c), SOL_SOCKET, SO_LINGER, &li, (socklen_t)sizeof li);
+  }
   if (b->c != NULL && lingerclose(L, b->c)) b->c = NULL;
   else box_close(b);
 }
