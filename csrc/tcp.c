@@ -1653,7 +1653,9 @@ static int meth_uconnect(lua_State *L) {
   tsk_timeout_markstart(&b->tm);
   lua_settop(L, 2);
   if (strlen(path) >= UNIXPATH) return tsk_fail(L, "path too long");
-  if ((r = ensureblock(L, b, AF_UNIX)) != 0) return tsk_sock_fail(L, r);
+  /* LuaSocket makes the descriptor with the object and never again: a
+  ** failed bind or connect, or close, leaves the object without one */
+  if (b->c == NULL) return tsk_fail(L, "closed");
   switch (b->c->cstate) {
     case C_PENDING:
       if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
@@ -1671,7 +1673,10 @@ static int meth_uconnect(lua_State *L) {
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     memcpy(sa.sun_path, path, strlen(path));
-    do r = connect(block_fd(b->c), (struct sockaddr *)&sa, (socklen_t)sizeof sa);
+    /* the length of the path (not of sun_path), as LuaSocket: "" and
+    ** "\0name" ask for an autobound abstract address */
+    do r = connect(block_fd(b->c), (struct sockaddr *)&sa,
+                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
     while (r != 0 && errno == EINTR);
     if (r == 0) {
       b->c->cstate = C_CONNECTED;
@@ -1680,7 +1685,11 @@ static int meth_uconnect(lua_State *L) {
       lua_pushnumber(L, 1);
       return 1;
     }
-    if (errno != EAGAIN && errno != EINPROGRESS) return tsk_sock_fail(L, -errno);
+    if (errno != EAGAIN && errno != EINPROGRESS) {
+      r = -errno;
+      box_close(b);
+      return tsk_sock_fail(L, r);
+    }
   }
   tsk_checkblock(L, S);
   if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
@@ -1697,12 +1706,16 @@ static int meth_ubind(lua_State *L) {
   struct sockaddr_un sa;
   int r;
   if (strlen(path) >= UNIXPATH) return tsk_fail(L, "path too long");
-  if ((r = ensureblock(L, b, AF_UNIX)) != 0) return tsk_sock_fail(L, r);
+  if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);  /* (see meth_uconnect) */
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   memcpy(sa.sun_path, path, strlen(path));
-  if (bind(block_fd(b->c), (struct sockaddr *)&sa, sizeof sa) != 0)
-    return tsk_sock_fail(L, -errno);
+  if (bind(block_fd(b->c), (struct sockaddr *)&sa,
+           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path))) != 0) {
+    r = -errno;
+    box_close(b);
+    return tsk_sock_fail(L, r);
+  }
   lua_pushnumber(L, 1);
   return 1;
 }
