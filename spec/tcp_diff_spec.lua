@@ -812,6 +812,12 @@ describe("the namespace", function()
       }
       note(pick("a", 1), pick(2))
       note(pcall(pick, "zz"))
+      -- the wrapped error: a table with a closed metatable and no __tostring
+      local ok, e = pcall(socket.try, nil, "boom")
+      note(ok, type(e), e[1], getmetatable(e), (tostring(e):match("^table: ")))
+      note(pcall(socket.newtry(false), nil, "x"))  -- LuaSocket calls what it got
+      note(pcall(socket.newtry(5), nil, "x"))
+      note(socket.protect(function() socket.newtry()(nil) end)())
     end)
   end)
   it("has sink and source over a connection", function()

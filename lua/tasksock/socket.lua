@@ -124,15 +124,33 @@ function M.skip(...)
   return select(total - keep + 1, ...)
 end
 
--- try/newtry/protect: errors raised by a try are wrapped in a table with this
--- metatable; protect turns them back into nil, err and lets others through.
-local wrapper = { __tostring = function(e) return tostring(e[1]) end }
+-- try/newtry/protect, as LuaSocket's except.c: an error raised by a try is
+-- a table { err } whose metatable is closed (__metatable = false, no
+-- __tostring: uncaught, Lua reports "error object is a table value");
+-- protect turns it back into nil, err and lets other errors through.
+local wrapper = { __metatable = false }
+local wrapped = setmetatable({}, { __mode = "k" })  -- the tables try raised
+
+local rawgetmt = debug and debug.getmetatable or getmetatable
+local function iscallable(f)
+  if type(f) == "function" then return true end
+  local mt = rawgetmt(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
 
 function M.newtry(finalizer)
   return function(ok, ...)
     if ok then return ok, ... end
-    if finalizer then finalizer() end
-    error(setmetatable({ (...) }, wrapper), 0)
+    if finalizer ~= nil then
+      -- called as LuaSocket's C code calls it: nothing callable, its words
+      if not iscallable(finalizer) then
+        error("attempt to call a " .. type(finalizer) .. " value", 0)
+      end
+      finalizer()
+    end
+    local e = setmetatable({ (...) }, wrapper)
+    wrapped[e] = true
+    error(e, 0)
   end
 end
 
@@ -141,7 +159,7 @@ M.try = M.newtry()
 local function finish(ok, ...)
   if ok then return ... end
   local err = ...
-  if getmetatable(err) == wrapper then return nil, err[1] end
+  if wrapped[err] then return nil, err[1] end
   error(err, 0)
 end
 
