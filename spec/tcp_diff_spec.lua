@@ -686,6 +686,32 @@ describe("accept", function()
   end)
 end)
 
+describe("socket.connect's arguments", function()
+  it("are checked as LuaSocket's C function checks them", function()
+    same(function(socket, note)
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local _, port = srv:getsockname()
+      local cases = {
+        { n = 0 }, { n = 1, "127.0.0.1" }, { n = 2, nil, 1 }, { n = 2, {}, 1 },
+        { n = 3, "127.0.0.1", port, false }, { n = 4, "127.0.0.1", port, nil, {} },
+        { n = 5, "127.0.0.1", port, nil, nil, "foo" }, { n = 5, "127.0.0.1", port, nil, nil, {} },
+        { n = 5, "127.0.0.1", port, nil, nil, 5 }, { n = 2, "127.0.0.1", true },
+      }
+      for _, args in ipairs(cases) do
+        note(pcall(function()
+          local c = socket.connect(table.unpack(args, 1, args.n))
+          return c
+        end))
+      end
+      local c = socket.connect("127.0.0.1", port, "127.0.0.1", 0)
+      note(c ~= nil, select("#", socket.connect4("127.0.0.1", port)))
+      srv:close()
+      note(select("#", socket.connect4("127.0.0.1", port)), select("#", socket.connect("127.0.0.1", port)))
+      c:close()
+    end)
+  end)
+end)
+
 describe("close with bytes unread", function()
   it("resets the connection when bytes came after the last receive, as the kernel does", function()
     same(function(socket, note)

@@ -30,16 +30,40 @@ local families = { unspec = M.tcp, inet = M.tcp4, inet6 = M.tcp6 }
 -- As in LuaSocket, family picks the local address only: without laddress
 -- the connection may use any family (connect6("127.0.0.1", p) connects
 -- over IPv4), with it the connection uses the bound address's family.
-function M.connect(address, port, laddress, lport, family)
-  local new = families[family or "unspec"]
-  if not new then
-    error(("bad argument #5 to 'socket.connect' (invalid option '%s')"):format(tostring(family)), 2)
-  end
-  if not laddress then new = M.tcp end
+-- LuaSocket's connect is C: its arguments are checked as luaL_checkstring,
+-- luaL_optstring and luaL_checkoption do, errors pointing at the caller.
+local function argerror(n, msg, level)  -- level: connect's, seen from here
+  local info = debug and debug.getinfo(level, "n")
+  -- no name (called by pcall, say): Lua looks for it in package.loaded
+  local name = info and info.name or "socket.connect"
+  error(("bad argument #%d to '%s' (%s)"):format(n, name, msg), level + 1)
+end
+
+local function checkstring(n, v, nargs, optional)
+  local t = type(v)
+  if t == "string" or t == "number" or (optional and v == nil) then return end
+  local mt = debug and debug.getmetatable(v)
+  local got = n > nargs and "no value"
+    or type(mt) == "table" and type(mt.__name) == "string" and mt.__name or t
+  argerror(n, t == "nil" and n <= nargs and "string expected, got nil"
+    or "string expected, got " .. got, 3)
+end
+
+function M.connect(...)
+  local address, port, laddress, lport, family = ...
+  local nargs = select("#", ...)
+  checkstring(1, address, nargs)
+  checkstring(2, port, nargs)
+  checkstring(3, laddress, nargs, true)
+  checkstring(4, lport, nargs, true)
+  checkstring(5, family, nargs, true)
+  local new = families[family == nil and "unspec" or tostring(family)]
+  if not new then argerror(5, ("invalid option '%s'"):format(tostring(family)), 2) end
+  if laddress == nil then new = M.tcp end
   local sock, err = new()
   if not sock then return nil, err end
   local ok
-  if laddress then
+  if laddress ~= nil then
     ok, err = sock:bind(laddress, lport or 0)
     if not ok then
       sock:close()
@@ -54,12 +78,16 @@ function M.connect(address, port, laddress, lport, family)
   return sock
 end
 
+-- (not tail calls: connect's argument errors point here, as LuaSocket's
+-- point into its socket.lua)
 function M.connect4(address, port, laddress, lport)
-  return M.connect(address, port, laddress, lport, "inet")
+  local r = table.pack(M.connect(address, port, laddress, lport, "inet"))
+  return table.unpack(r, 1, r.n)
 end
 
 function M.connect6(address, port, laddress, lport)
-  return M.connect(address, port, laddress, lport, "inet6")
+  local r = table.pack(M.connect(address, port, laddress, lport, "inet6"))
+  return table.unpack(r, 1, r.n)
 end
 
 -- bind(host, port[, backlog]): a listening server (reuseaddr set) or nil, err.
