@@ -94,6 +94,7 @@ static void dropco(lua_State *L, int idx, tsk_Tasklet *t) {
 */
 static int anchor(lua_State *L, tsk_Sched *S) {  /* [-1, +0, m] */
   int ref;
+  if (S->anchors <= 0) luaL_error(L, "tasksock.core is not open in this state");
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->anchors);  /* v A */
   if (S->afree != 0) {
     ref = S->afree;
