@@ -491,10 +491,9 @@ static void pullnow(Tcp *c) {
     char *p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
     if (p == NULL) return;
     do n = read(fd, p, avail); while (n < 0 && errno == EINTR);
-    if (n > 0) {
-      tsk_buf_commit(&c->buf, (size_t)n);
-      c->S->bytesin += (uint64_t)n;
-      if ((size_t)n < avail) return;  /* the kernel had no more */
+    if (n > 0) {  /* read on after a short read too, as LuaSocket's recv */
+      tsk_buf_commit(&c->buf, (size_t)n);  /* loop does: a close queued */
+      c->S->bytesin += (uint64_t)n;        /* behind the bytes is seen now */
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;

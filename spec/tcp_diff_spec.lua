@@ -712,6 +712,23 @@ describe("socket.connect's arguments", function()
   end)
 end)
 
+describe("a receive that may not wait", function()
+  it("sees the close queued behind the bytes in the same call (copas's '*a')", function()
+    same(function(socket, note)
+      for _, pat in ipairs { "*a", "*l", 10, 3 } do
+        local c, a, srv = H.pair(socket)
+        srv:close()
+        c:settimeout(0)
+        a:send("hello")
+        a:close()
+        note(pat, c:receive(pat))
+        note(pat, c:receive(pat))
+        c:close()
+      end
+    end)
+  end)
+end)
+
 describe("close with bytes unread", function()
   it("resets the connection when bytes came after the last receive, as the kernel does", function()
     same(function(socket, note)
