@@ -448,33 +448,20 @@ INTOPT(tcpkeepintvl, IPPROTO_TCP, TCP_KEEPINTVL)
 INTOPT(recvbuf, SOL_SOCKET, SO_RCVBUF)
 INTOPT(sendbuf, SOL_SOCKET, SO_SNDBUF)
 
-/* set only, as in LuaSocket (where the system has them) */
-int tsk_opt_set_tcpdeferaccept(lua_State *L, int fd, void *obj) {
-  (void)obj;
+/* set only, as in LuaSocket, where the system has them (tcp.c lists them
+** under the same #ifdefs) */
+#define SETINTOPT(id, level, name) \
+  int tsk_opt_set_##id(lua_State *L, int fd, void *obj) { \
+    (void)obj; return tsk_opt_setint(L, fd, level, name); }
 #ifdef TCP_DEFER_ACCEPT
-  return tsk_opt_setint(L, fd, IPPROTO_TCP, TCP_DEFER_ACCEPT);
-#else
-  (void)fd; return unsupported(L, "tcp-defer-accept");
+SETINTOPT(tcpdeferaccept, IPPROTO_TCP, TCP_DEFER_ACCEPT)
 #endif
-}
-
-int tsk_opt_set_tcpfastopen(lua_State *L, int fd, void *obj) {
-  (void)obj;
 #ifdef TCP_FASTOPEN
-  return tsk_opt_setint(L, fd, IPPROTO_TCP, TCP_FASTOPEN);
-#else
-  (void)fd; return unsupported(L, "tcp-fastopen");
+SETINTOPT(tcpfastopen, IPPROTO_TCP, TCP_FASTOPEN)
 #endif
-}
-
-int tsk_opt_set_tcpfastopenconnect(lua_State *L, int fd, void *obj) {
-  (void)obj;
 #ifdef TCP_FASTOPEN_CONNECT
-  return tsk_opt_setint(L, fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT);
-#else
-  (void)fd; return unsupported(L, "tcp-fastopen-connect");
+SETINTOPT(tcpfastopenconnect, IPPROTO_TCP, TCP_FASTOPEN_CONNECT)
 #endif
-}
 
 /* linger: {on = boolean, timeout = number} */
 int tsk_opt_set_linger(lua_State *L, int fd, void *obj) {

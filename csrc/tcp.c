@@ -1482,9 +1482,15 @@ static const tsk_Option options[] = {
   {"tcp-keepidle", tsk_opt_set_tcpkeepidle, tsk_opt_get_tcpkeepidle},
   {"tcp-keepcnt", tsk_opt_set_tcpkeepcnt, tsk_opt_get_tcpkeepcnt},
   {"tcp-keepintvl", tsk_opt_set_tcpkeepintvl, tsk_opt_get_tcpkeepintvl},
+#ifdef TCP_DEFER_ACCEPT
   {"tcp-defer-accept", tsk_opt_set_tcpdeferaccept, NULL},
+#endif
+#ifdef TCP_FASTOPEN
   {"tcp-fastopen", tsk_opt_set_tcpfastopen, NULL},
+#endif
+#ifdef TCP_FASTOPEN_CONNECT
   {"tcp-fastopen-connect", tsk_opt_set_tcpfastopenconnect, NULL},
+#endif
   {"ipv6-v6only", tsk_opt_set_ipv6only, NULL},  /* LuaSocket cannot read it */
   {"linger", tsk_opt_set_linger, tsk_opt_get_linger},
   {"recv-buffer-size", tsk_opt_set_recvbuf, tsk_opt_get_recvbuf},
