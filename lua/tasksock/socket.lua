@@ -30,6 +30,9 @@ local families = { unspec = M.tcp, inet = M.tcp4, inet6 = M.tcp6 }
 -- As in LuaSocket, family picks the local address only: without laddress
 -- the connection may use any family (connect6("127.0.0.1", p) connects
 -- over IPv4), with it the connection uses the bound address's family.
+-- a value's metatable, past a __metatable field (as C code sees it)
+local rawgetmt = debug and debug.getmetatable or getmetatable
+
 -- LuaSocket's connect is C: its arguments are checked as luaL_checkstring,
 -- luaL_optstring and luaL_checkoption do, errors pointing at the caller.
 local function argerror(n, msg, level)  -- level: connect's, seen from here
@@ -42,7 +45,7 @@ end
 local function checkstring(n, v, nargs, optional)
   local t = type(v)
   if t == "string" or t == "number" or (optional and v == nil) then return end
-  local mt = debug and debug.getmetatable(v)
+  local mt = rawgetmt(v)
   local got = n > nargs and "no value"
     or type(mt) == "table" and type(mt.__name) == "string" and mt.__name or t
   argerror(n, t == "nil" and n <= nargs and "string expected, got nil"
@@ -159,7 +162,6 @@ end
 local wrapper = { __metatable = false }
 local wrapped = setmetatable({}, { __mode = "k" })  -- the tables try raised
 
-local rawgetmt = debug and debug.getmetatable or getmetatable
 local function iscallable(f)
   if type(f) == "function" then return true end
   local mt = rawgetmt(f)
