@@ -161,7 +161,7 @@ static int meth_close(lua_State *L) {
 /* ch:balance(): waiting senders minus waiting receivers. */
 static int meth_balance(lua_State *L) {
   Channel *c = checkchannel(L, 1);
-  lua_pushinteger(L, c->senders.n - c->receivers.n);
+  lua_pushinteger(L, tsk_queue_count(&c->senders) - tsk_queue_count(&c->receivers));
   return 1;
 }
 

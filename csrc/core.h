@@ -39,10 +39,10 @@
 typedef struct tsk_Sched tsk_Sched;
 typedef struct tsk_Tasklet tsk_Tasklet;
 
-/* A FIFO of tasklets, linked through their next/prev fields. */
+/* A FIFO of tasklets, a ring linked through their next/prev fields:
+** head->prev is the tail. One pointer, as every socket holds two. */
 typedef struct tsk_Queue {
-  tsk_Tasklet *head, *tail;
-  int n;
+  tsk_Tasklet *head;
 } tsk_Queue;
 
 /* Tasklet status, as t:status() names them. */
@@ -63,27 +63,30 @@ enum {
   TSK_ON_OTHER
 };
 
-struct tsk_Tasklet {
+struct tsk_Tasklet {        /* (laid out to fill 128 bytes: one per
+                              connection in a server) */
   lua_State *L;            /* its coroutine; resume values are delivered here */
   tsk_Sched *S;
   tsk_Tasklet *next, *prev;  /* links in the run queue or one wait queue */
   tsk_Queue *queue;        /* the queue it is linked in, or NULL */
   tsk_Queue joiners;       /* tasklets blocked in join on this one */
-  tsk_Tasklet *anext, *aprev;  /* links in the list of live tasklets */
   uint64_t deadline;       /* uv_hrtime() ns of its timeout, when heapidx >= 0 */
-  int heapidx;             /* index in the timer heap, or -1 */
-  int status;              /* TSK_READY ... TSK_DEAD */
-  int nargs;               /* values on L's top for its next resume */
-  int ref;                 /* its slot in S->anchors while not dead */
-  int wresult;             /* why the last wait ended */
-  int won;                 /* TSK_ON_*: what it waits on */
   void *wobj;              /* the object it waits on (wcancel's business) */
   void (*wcancel)(tsk_Tasklet *t);  /* undo a wait beyond queue and timer */
   lua_State *wL;           /* the thread whose C frame is blocked (may be a
                               coroutine nested in the tasklet) */
   lua_KFunction wk;        /* continuation of the blocked call */
   lua_KContext wctx;
-  uint64_t wsince;         /* uv_now() (ms, loop time) when the wait began */
+  int heapidx;             /* index in the timer heap, or -1 */
+  int nargs;               /* values on L's top for its next resume */
+  int nres;                /* results kept on L's stack once dead */
+  int ref;                 /* its slot in S->anchors while not dead */
+  uint32_t wsince;         /* uv_now() (ms, loop time, modulo 2^32) when
+                              the wait began */
+  int16_t wresult;         /* why the last wait ended: TSK_W*, or a libuv
+                              error code (all above -4096) */
+  unsigned char status;    /* TSK_READY ... TSK_DEAD */
+  unsigned char won;       /* TSK_ON_*: what it waits on */
   unsigned char started;   /* it has been resumed once */
   unsigned char kill;      /* a kill is pending: TSK_KILL_NOW raises at the
                               next resume, TSK_KILL_LATER at the next
@@ -95,7 +98,6 @@ struct tsk_Tasklet {
   unsigned char exposed;   /* its coroutine was handed to Lua code
                               (coroutine.running): never pooled */
   unsigned char xkind;     /* what its user value is (tasklet.c, X_IS*) */
-  int nres;                /* results kept on L's stack once dead */
 };
 
 struct tsk_Sched {
@@ -134,7 +136,6 @@ struct tsk_Sched {
     int ref;               /* registry ref of the metatable */
   } classes[TSK_NCLASSES];
   int nclasses;
-  tsk_Tasklet *all;        /* the live tasklets, newest first */
   lua_State *pool;         /* finished coroutines kept for new tasklets,
                               on this thread's stack */
   int npool;
@@ -200,23 +201,34 @@ void tsk_ready(tsk_Tasklet *t);
 
 /* Queue primitives (inline: every switch uses a few). */
 static inline void tsk_queue_push(tsk_Queue *q, tsk_Tasklet *t) {
-  t->next = NULL;
-  t->prev = q->tail;
-  if (q->tail) q->tail->next = t;
-  else q->head = t;
-  q->tail = t;
-  q->n++;
+  tsk_Tasklet *h = q->head;
+  if (h == NULL)
+    q->head = t->next = t->prev = t;
+  else {
+    t->next = h;
+    t->prev = h->prev;
+    h->prev->next = t;
+    h->prev = t;
+  }
   t->queue = q;
+}
+
+/* Push t first in q (a woken head that must wait again keeps its place). */
+static inline void tsk_queue_pushfront(tsk_Queue *q, tsk_Tasklet *t) {
+  tsk_queue_push(q, t);
+  q->head = t;
 }
 
 static inline void tsk_queue_remove(tsk_Tasklet *t) {
   tsk_Queue *q = t->queue;
   if (q == NULL) return;
-  if (t->prev) t->prev->next = t->next;
-  else q->head = t->next;
-  if (t->next) t->next->prev = t->prev;
-  else q->tail = t->prev;
-  q->n--;
+  if (t->next == t)
+    q->head = NULL;
+  else {
+    t->prev->next = t->next;
+    t->next->prev = t->prev;
+    if (q->head == t) q->head = t->next;
+  }
   t->next = t->prev = NULL;
   t->queue = NULL;
 }
@@ -225,6 +237,14 @@ static inline tsk_Tasklet *tsk_queue_pop(tsk_Queue *q) {
   tsk_Tasklet *t = q->head;
   if (t) tsk_queue_remove(t);
   return t;
+}
+
+/* How many tasklets q holds (a walk: for introspection only). */
+static inline int tsk_queue_count(const tsk_Queue *q) {
+  const tsk_Tasklet *t = q->head;
+  int n = 0;
+  if (t != NULL) do n++; while ((t = t->next) != q->head);
+  return n;
 }
 
 /* Wake every tasklet in q with result (closing an object). */
@@ -245,6 +265,10 @@ tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n);
 /* Called by the scheduler when t's coroutine returned (ok) or failed. */
 void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres);
 const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t);
+
+/* The next live tasklet after *slot in S->anchors (start with *slot 0),
+** or NULL when there is none: the live tasklets in no set order.  [-0, +0, -] */
+tsk_Tasklet *tsk_tasklet_next(lua_State *L, tsk_Sched *S, int *slot);
 /* Push the reason t was killed with (t->killed; t alive). [-0, +1] */
 void tsk_tasklet_reason(lua_State *L, tsk_Tasklet *t);
 

@@ -215,7 +215,7 @@ static void drain(tsk_Sched *S) {
     while (S->budget > 0 && S->runq.head != NULL && !S->closing && !S->stopping)
       resume(S, tsk_queue_pop(&S->runq), NULL);
   }
-  if (S->runq.n == 0 && S->idling) {
+  if (S->runq.head == NULL && S->idling) {
     uv_idle_stop(&S->idle);
     S->idling = 0;
   }
@@ -297,7 +297,7 @@ void tsk_drive(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
     S->inloop = 1;
     alive = uv_run(S->loop, UV_RUN_ONCE);
     S->inloop = 0;
-    if (t->status == TSK_BLOCKED && !alive && S->runq.n == 0) {
+    if (t->status == TSK_BLOCKED && !alive && S->runq.head == NULL) {
       cancelwait(t);
       t->status = TSK_RUNNING;
       luaL_error(L, "deadlock: the main chunk waits and no tasklet or event can wake it");
@@ -323,7 +323,7 @@ int tsk_wait(lua_State *L, tsk_Tasklet *t, double timeout, lua_KContext ctx,
   t->wctx = ctx;
   t->wL = L;
   t->wresult = TSK_WOK;
-  t->wsince = uv_now(S->loop);
+  t->wsince = (uint32_t)uv_now(S->loop);
   t->status = TSK_BLOCKED;
   if (timeout >= 0 && timeout < FOREVER) {
     if (!heap_add(S, t, uv_hrtime() + (uint64_t)(timeout * 1e9))) {
@@ -444,12 +444,12 @@ static int deadlock(lua_State *L, tsk_Sched *S) {
   };
   luaL_Buffer b;
   tsk_Tasklet *t;
-  int n = 0;
+  int n = 0, slot = 0;
   luaL_buffinit(L, &b);
   lua_pushfstring(L, "deadlock: %d tasklet(s) blocked and nothing can wake them:",
                   (int)S->ntasklets);
   luaL_addvalue(&b);
-  for (t = S->all; t != NULL && n < 20; t = t->anext, n++) {
+  while ((t = tsk_tasklet_next(L, S, &slot)) != NULL && n++ < 20) {
     lua_pushfstring(L, "\n  tasklet '%s' (%s, waiting on %s)", tsk_tasklet_name(L, t),
                     t->status == TSK_BLOCKED ? "blocked" : "ready", on[t->won]);
     luaL_addvalue(&b);
@@ -470,7 +470,7 @@ static int global_run(lua_State *L) {
     S->inloop = 1;
     alive = uv_run(S->loop, UV_RUN_ONCE);
     S->inloop = 0;
-    if (!alive && S->runq.n == 0 && S->ntasklets > 0 && !S->stopping) {
+    if (!alive && S->runq.head == NULL && S->ntasklets > 0 && !S->stopping) {
       S->running = 0;
       return deadlock(L, S);
     }

@@ -126,6 +126,19 @@ static void unanchor(tsk_Sched *S, tsk_Tasklet *t) {
 }
 
 /* Push t's userdata (while t is not dead; nil after). */
+tsk_Tasklet *tsk_tasklet_next(lua_State *L, tsk_Sched *S, int *slot) {
+  tsk_Tasklet *t = NULL;
+  if (S->anchors <= 0) return NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S->anchors);
+  while (t == NULL && *slot < S->atop) {  /* free slots hold integers */
+    if (lua_rawgeti(L, -1, ++*slot) == LUA_TUSERDATA)
+      t = (tsk_Tasklet *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return t;
+}
+
 static void pushtasklet(lua_State *L, tsk_Tasklet *t) {
   if (t->ref <= 0) {
     lua_pushnil(L);
@@ -264,10 +277,6 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
     lua_settop(S->L, anchor);
     t->L = NULL;
   }
-  if (t->aprev) t->aprev->anext = t->anext;  /* leave the live list */
-  else S->all = t->anext;
-  if (t->anext) t->anext->aprev = t->aprev;
-  t->anext = t->aprev = NULL;
   unanchor(S, t);
 }
 
@@ -297,9 +306,6 @@ static tsk_Tasklet *spawn(lua_State *L, tsk_Sched *S, int n, int mt) {
   t->ref = anchor(L, S);
   S->ntasklets++;
   S->spawned++;
-  t->anext = S->all;  /* join the live list */
-  if (S->all) S->all->aprev = t;
-  S->all = t;
   tsk_ready(t);
   return t;
 }
@@ -474,7 +480,8 @@ static int global_tasklets(lua_State *L) {
   uv_update_time(S->loop);
   now = uv_now(S->loop);
   lua_createtable(L, (int)S->ntasklets, 0);
-  for (t = S->all; t != NULL; t = t->anext) {
+  int slot = 0;
+  while ((t = tsk_tasklet_next(L, S, &slot)) != NULL) {
     lua_createtable(L, 0, 5);
     pushtasklet(L, t);
     getx(L, -1, t, X_NAME);
@@ -487,7 +494,7 @@ static int global_tasklets(lua_State *L) {
         lua_pushstring(L, waitnames[t->won]);
         lua_setfield(L, -2, "waiting");
       }
-      lua_pushnumber(L, (double)(now - t->wsince) * 1e-3);
+      lua_pushnumber(L, (double)(uint32_t)((uint32_t)now - t->wsince) * 1e-3);
       lua_setfield(L, -2, "since");
     }
     lua_rawseti(L, -2, ++i);
@@ -518,7 +525,7 @@ static int global_stats(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
   lua_createtable(L, 0, 9);
   setcount(L, "tasklets", (uint64_t)S->ntasklets);
-  setcount(L, "ready", (uint64_t)S->runq.n);
+  setcount(L, "ready", (uint64_t)tsk_queue_count(&S->runq));
   setcount(L, "timers", (uint64_t)S->nheap);
   setcount(L, "spawned", S->spawned);
   setcount(L, "switches", S->switches);

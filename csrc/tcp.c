@@ -186,7 +186,7 @@ static void lis_cb(uv_poll_t *p, int status, int events);
 /* Is a tasklet waiting on c? Then the handle keeps the loop alive (a
 ** server's: its watch, which runs while anyone waits). */
 static void refresh(Tcp *c) {
-  int waiting = c->readers.n > 0 || c->writers.n > 0 || c->wowner != NULL ||
+  int waiting = c->readers.head != NULL || c->writers.head != NULL || c->wowner != NULL ||
                 c->watchers != NULL;
   if (c->listening) {
     if (waiting && !uv_is_active((uv_handle_t *)c->lis))
@@ -354,19 +354,6 @@ static void box_close(Box *b) {
 static Req *getreq(Tcp *c) {
   if (c->req == NULL) c->req = (Req *)malloc(sizeof *c->req);
   return c->req;
-}
-
-/* Put t first in q (a woken head that must wait again keeps its place). */
-static void pushfront(tsk_Queue *q, tsk_Tasklet *t) {
-  tsk_queue_push(q, t);
-  if (q->head != t) {
-    q->tail = t->prev;
-    q->tail->next = NULL;
-    t->prev = NULL;
-    t->next = q->head;
-    q->head->prev = t;
-    q->head = t;
-  }
 }
 
 static void wakehead(tsk_Queue *q) {
@@ -675,7 +662,7 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   if (head) {
     c->rpat = *r;
     c->rhead = t;
-    pushfront(&c->readers, t);
+    tsk_queue_pushfront(&c->readers, t);
     startread(c);
   }
   else
@@ -828,7 +815,7 @@ static int sendtry(lua_State *L, Box *b, int turn) {
     if (left == 0) return sendresult(L, b, start, end, 0, TSK_WTIMEOUT);
     t = tsk_self(c->S);
     tsk_checkblock(L, c->S);
-    if (turn) pushfront(&c->writers, t);
+    if (turn) tsk_queue_pushfront(&c->writers, t);
     else tsk_queue_push(&c->writers, t);
     refresh(c);
     t->won = TSK_ON_SOCKET;
@@ -1268,7 +1255,7 @@ static int accepttry(lua_State *L, Box *b, int head) {
   t = tsk_self(c->S);
   tsk_checkblock(L, c->S);
   head = head || c->readers.head == NULL;
-  if (head) pushfront(&c->readers, t);
+  if (head) tsk_queue_pushfront(&c->readers, t);
   else tsk_queue_push(&c->readers, t);
   refresh(c);
   t->won = TSK_ON_SOCKET;

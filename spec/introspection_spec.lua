@@ -21,6 +21,35 @@ describe("tasksock.tasklets", function()
     ts.run()
     assert.same({}, ts.tasklets())
   end)
+
+  it("lists exactly the live ones while tasklets come and go", function()
+    local ch = ts.channel()
+    local live = {}
+    for round = 1, 5 do
+      for _ = 1, 30 do
+        local t = ts.spawn(function() ch:receive() end)
+        live[t] = true
+      end
+      ts.yield()
+      local n = 0
+      for t in pairs(live) do  -- let every third one go
+        n = n + 1
+        if n % 3 == round % 3 then t:kill(); live[t] = nil end
+      end
+      ts.yield()
+      local seen, count = {}, 0
+      for _, e in ipairs(ts.tasklets()) do
+        assert.is_true(live[e.tasklet])
+        assert.is_nil(seen[e.tasklet])
+        seen[e.tasklet] = true
+        count = count + 1
+      end
+      for t in pairs(live) do assert.is_true(seen[t]) end
+      assert.equal(count, ts.stats().tasklets)
+    end
+    for t in pairs(live) do t:kill() end
+    ts.run()
+  end)
 end)
 
 describe("tasksock.traceback", function()
@@ -69,5 +98,20 @@ describe("the deadlock report", function()
     assert.matches("tasklet 'stuck%-sender' %(blocked, waiting on channel%)", err)
     t:kill()
     ts.run()
+  end)
+
+  it("lists at most 20 and says when there are more", function()
+    for _, n in ipairs{20, 21} do
+      local ch = ts.channel()
+      local ws = {}
+      for i = 1, n do ws[i] = ts.spawn(function() ch:receive() end) end
+      local ok, err = pcall(ts.run)
+      assert.is_false(ok)
+      local _, lines = err:gsub("\n  tasklet '", "")
+      assert.equal(20, lines)
+      assert.equal(n > 20, err:find("\n  ...", 1, true) ~= nil)
+      for i = 1, n do ws[i]:kill() end
+      ts.run()
+    end
   end)
 end)
