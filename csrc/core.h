@@ -266,6 +266,11 @@ tsk_Tasklet *tsk_spawn(lua_State *L, tsk_Sched *S, int n);
 void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres);
 const char *tsk_tasklet_name(lua_State *L, tsk_Tasklet *t);
 
+/* Hold the value on top of L's stack (popping it) until tsk_unanchor
+** frees the slot returned (> 0); S->anchors, tasklet.c.  [-1, +0, m] */
+int tsk_anchor(lua_State *L, tsk_Sched *S);
+void tsk_unanchor(tsk_Sched *S, int ref);
+
 /* The next live tasklet after *slot in S->anchors (start with *slot 0),
 ** or NULL when there is none: the live tasklets in no set order.  [-0, +0, -] */
 tsk_Tasklet *tsk_tasklet_next(lua_State *L, tsk_Sched *S, int *slot);

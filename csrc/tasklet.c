@@ -90,9 +90,10 @@ static void dropco(lua_State *L, int idx, tsk_Tasklet *t) {
 ** it (each holds the next one's index, S->afree the first), as luaL_ref's
 ** do in the registry: without luaL_ref's look-ups of the list's head and
 ** of the table's length, a spawn and a finish cost about 300 instructions
-** less.
+** less. The strings of writes in flight are held there too (tcp.c): the
+** only userdata in it are tasklets.
 */
-static int anchor(lua_State *L, tsk_Sched *S) {  /* [-1, +0, m] */
+int tsk_anchor(lua_State *L, tsk_Sched *S) {
   int ref;
   if (S->anchors <= 0) luaL_error(L, "tasksock.core is not open in this state");
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->anchors);  /* v A */
@@ -113,19 +114,16 @@ static int anchor(lua_State *L, tsk_Sched *S) {  /* [-1, +0, m] */
   return ref;
 }
 
-/* Free t's slot. Allocates nothing (the slot exists), so it can work on
-** S->pool's stack; without room there (out of memory) the slot stays
-** taken. */
-static void unanchor(tsk_Sched *S, tsk_Tasklet *t) {
-  if (lua_checkstack(S->pool, 1)) {
+/* Allocates nothing (the slot exists), so it works on S->pool's stack;
+** without room there (out of memory) the slot stays taken. */
+void tsk_unanchor(tsk_Sched *S, int ref) {
+  if (ref > 0 && lua_checkstack(S->pool, 1)) {
     lua_pushinteger(S->pool, S->afree);
-    lua_rawseti(S->pool, 1, t->ref);
-    S->afree = t->ref;
+    lua_rawseti(S->pool, 1, ref);
+    S->afree = ref;
   }
-  t->ref = LUA_NOREF;
 }
 
-/* Push t's userdata (while t is not dead; nil after). */
 tsk_Tasklet *tsk_tasklet_next(lua_State *L, tsk_Sched *S, int *slot) {
   tsk_Tasklet *t = NULL;
   if (S->anchors <= 0) return NULL;
@@ -139,6 +137,7 @@ tsk_Tasklet *tsk_tasklet_next(lua_State *L, tsk_Sched *S, int *slot) {
   return t;
 }
 
+/* Push t's userdata (while t is not dead; nil after). */
 static void pushtasklet(lua_State *L, tsk_Tasklet *t) {
   if (t->ref <= 0) {
     lua_pushnil(L);
@@ -277,7 +276,8 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
     lua_settop(S->L, anchor);
     t->L = NULL;
   }
-  unanchor(S, t);
+  tsk_unanchor(S, t->ref);
+  t->ref = LUA_NOREF;
 }
 
 /* tsk_spawn with the tasklet metatable at index mt (0: look it up). */
@@ -303,7 +303,7 @@ static tsk_Tasklet *spawn(lua_State *L, tsk_Sched *S, int n, int mt) {
   t->heapidx = -1;
   t->nargs = n - 1;
   lua_pushvalue(L, -1);
-  t->ref = anchor(L, S);
+  t->ref = tsk_anchor(L, S);
   S->ntasklets++;
   S->spawned++;
   tsk_ready(t);

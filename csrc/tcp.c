@@ -75,7 +75,7 @@ typedef struct Req {
   /* a closed socket lingering for its write (see lingerclose) */
   const char *wbase;       /* the bytes of the write in flight */
   size_t wlen;
-  int anchor;              /* registry ref of the string being written */
+  int anchor;              /* the string being written (tsk_anchor) */
   struct Tcp *lnext, **lprev;  /* in the scheduler's lingering list */
 } Req;
 
@@ -126,8 +126,8 @@ typedef struct Box {
   Tcp *c;                  /* NULL: no descriptor (not yet, or closed) */
   tsk_Timeout tm;
   double birthday, received, sent;
-  size_t maxline;
-  int family;              /* AF_UNSPEC until chosen */
+  uint32_t maxline;        /* "*l" bound (setoption "max-line") */
+  unsigned char family;    /* AF_UNSPEC until chosen */
   unsigned char role;      /* R_MASTER, R_CLIENT or R_SERVER: its class */
   unsigned char trial;     /* this connect began with no family chosen */
   unsigned char renew;     /* the next connect makes a new descriptor */
@@ -273,14 +273,13 @@ static void block_close(Tcp *c) {
 ** kernel, which delivers them after close. So close() and collection let
 ** such a block linger until libuv has written them (bounded by
 ** TCP_USER_TIMEOUT), unless linger{on, timeout 0} asks for an abort. The
-** string being written is anchored in the registry meanwhile. The state
+** string being written is anchored (tsk_anchor) until write_cb. The state
 ** closing closes every lingering block at once (lingerall). */
 
 static void lingerdone(Tcp *c) {
   Req *req = c->req;
   *req->lprev = req->lnext;
   if (req->lnext != NULL) req->lnext->req->lprev = req->lprev;
-  luaL_unref(c->S->L, LUA_REGISTRYINDEX, req->anchor);
   c->lingering = 0;
   tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
 }
@@ -314,8 +313,8 @@ static void lingerall(tsk_Sched *S) {
   }
 }
 
-/* Close the block of the box at 1; 0 if it must close at once instead. */
-static int lingerclose(lua_State *L, Tcp *c) {
+/* Close c lingering; 0 if it must close at once instead. */
+static int lingerclose(Tcp *c) {
   struct linger li;
   socklen_t len = (socklen_t)sizeof li;
   int fd = block_fd(c);
@@ -333,8 +332,6 @@ static int lingerclose(lua_State *L, Tcp *c) {
   uv_read_stop((uv_stream_t *)&c->h);
   c->reading = 0;
   tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_read_stop */
-  lua_getiuservalue(L, 1, 1);
-  req->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
   req->lnext = (Tcp *)c->S->lingering;
   req->lprev = (Tcp **)&c->S->lingering;
   if (req->lnext != NULL) req->lnext->req->lprev = &req->lnext;
@@ -500,7 +497,7 @@ static void setrole(lua_State *L, int idx, Box *b, int role) {
 }
 
 static Box *newbox(lua_State *L, int role, int family, const Kind *k) {
-  Box *b = (Box *)lua_newuserdatauv(L, sizeof *b, 1);
+  Box *b = (Box *)lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
   b->k = k;
   tsk_timeout_init(&b->tm, -1, -1);
@@ -766,6 +763,7 @@ static void reqdone(Tcp *c, int status) {
 
 static void write_cb(uv_write_t *req, int status) {
   Tcp *c = BLOCK(req->handle);
+  if (!c->S->closing) tsk_unanchor(c->S, c->req->anchor);  /* the string */
   reqdone(c, status);
   if (c->lingering) lingerdone(c);
 }
@@ -837,14 +835,17 @@ static int sendtry(lua_State *L, Box *b, int turn) {
   if ((req = getreq(c)) == NULL) return sendresult(L, b, start, end, sent, UV_ENOMEM);
   ub.base += sent;
   ub.len -= (unsigned)sent;
+  lua_pushvalue(L, 2);  /* the string lives until the write is done */
+  req->anchor = tsk_anchor(L, c->S);
   r = uv_write(&req->write, (uv_stream_t *)&c->h, &ub, 1, write_cb);
-  if (r != 0) return sendresult(L, b, start, end, sent, r);
+  if (r != 0) {
+    tsk_unanchor(c->S, req->anchor);
+    return sendresult(L, b, start, end, sent, r);
+  }
   c->S->bytesout += ub.len;
   req->wbase = ub.base;
   req->wlen = ub.len;
   c->busy = B_WRITE;
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, 1);  /* the string lives until the write is done */
   t = tsk_self(c->S);
   c->wowner = t;
   refresh(c);
@@ -1274,27 +1275,27 @@ static int meth_accept(lua_State *L) {
 
 /* --- the rest --------------------------------------------------------- */
 
-/* Close the box at 1, letting a write in flight finish (lingerclose). */
-/* Closing with bytes unread makes the kernel reset the connection, not
+/* Close b, letting a write in flight finish (lingerclose).
+** Closing with bytes unread makes the kernel reset the connection, not
 ** end it; under LuaSocket those are the bytes that came after its last
 ** receive (the ones before were read into its buffer): here, the ones
 ** read ahead beyond what that receive left (c->leftover). Linger 0 makes
 ** close reset, and keeps lingerclose from delivering a write in flight,
 ** which the kernel's reset would drop too. */
-static void box_closeflush(lua_State *L, Box *b) {
+static void box_closeflush(Box *b) {
   if (b->c != NULL && tsk_buf_len(&b->c->buf) > b->c->leftover) {
     struct linger li;
     li.l_onoff = 1;
     li.l_linger = 0;
     setsockopt(block_fd(b->c), SOL_SOCKET, SO_LINGER, &li, (socklen_t)sizeof li);
   }
-  if (b->c != NULL && lingerclose(L, b->c)) b->c = NULL;
+  if (b->c != NULL && lingerclose(b->c)) b->c = NULL;
   else box_close(b);
 }
 
 static int meth_close(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  box_closeflush(L, b);
+  box_closeflush(b);
   lua_pushnumber(L, 1);
   return 1;
 }
@@ -1302,7 +1303,7 @@ static int meth_close(lua_State *L) {
 static int meth_gc(lua_State *L) {
   Box *b = fastbox(L);
   if (b == NULL) b = (Box *)tsk_class_testgroup(L, STREAM, 1);
-  if (b != NULL) box_closeflush(L, b);  /* (NULL: called by hand on something else) */
+  if (b != NULL) box_closeflush(b);  /* (NULL: called by hand on something else) */
   return 0;
 }
 
@@ -1431,7 +1432,7 @@ static int set_maxline(lua_State *L, int fd, void *obj) {
   lua_Integer n = luaL_checkinteger(L, 3);
   (void)fd;
   luaL_argcheck(L, n > 0 && n < (lua_Integer)TSK_BUF_MAX, 3, "out of range");
-  ((Box *)obj)->maxline = (size_t)n;
+  ((Box *)obj)->maxline = (uint32_t)n;
   lua_pushnumber(L, 1);
   return 1;
 }

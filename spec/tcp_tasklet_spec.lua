@@ -355,6 +355,52 @@ describe("send in tasklets", function()
     end, 60)
   end)
 
+  it("holds a string only its write in flight holds, until the write is done", function()
+    local BLOCK = {}
+    for i = 1, 4096 do BLOCK[i] = string.char((i * 13 + i // 256) % 256) end
+    BLOCK = table.concat(BLOCK):rep(256)  -- 1 MiB
+    local function piece(i) return BLOCK:sub(i) .. BLOCK:sub(1, i - 1) end  -- new each call
+    local N = 24
+    run(function()
+      collectgarbage()
+      local before = collectgarbage("count")
+      local srv, port = server()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      c:settimeout(0.001)
+      local timeouts = 0
+      local sender = ts.spawn(function()
+        for i = 1, N do
+          local from = 1
+          while from <= #BLOCK do
+            -- once this call is over, only the write in flight holds the string
+            local n, err, last = c:send(piece(i), from)
+            collectgarbage()
+            collectgarbage()
+            if n then from = n + 1
+            else
+              assert.equal("timeout", err)
+              timeouts = timeouts + 1
+              from = last + 1
+            end
+          end
+        end
+      end)
+      for i = 1, N do
+        ts.sleep(0.003)  -- a slow reader: the writes stay in flight
+        local data, err = a:receive(#BLOCK)
+        assert(data == piece(i), err or "piece " .. i .. " corrupt")
+      end
+      assert(sender:join())
+      assert.is_true(timeouts >= N // 2)
+      c:close() a:close() srv:close()
+      collectgarbage()
+      collectgarbage()
+      -- each piece written is let go (kept, they would be N MiB)
+      assert.is_true(collectgarbage("count") - before < 4096)
+    end, 60)
+  end)
+
   it("times out a send the peer does not read, without losing order", function()
     run(function()
       local srv, port = server()
