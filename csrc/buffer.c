@@ -86,7 +86,7 @@ int tsk_recv_match(tsk_Recv *r, const char *p, size_t n, int eof,
       const char *lf = NULL;
       if (r->scanned < n) {
         lf = (const char *)memchr(p + r->scanned, '\n', n - r->scanned);
-        r->scanned = lf ? (size_t)(lf - p) : n;
+        r->scanned = (uint32_t)(lf ? (size_t)(lf - p) : n);
       }
       if (lf != NULL && (size_t)(lf - p) <= r->want) {
         *len = (size_t)(lf - p);

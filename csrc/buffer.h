@@ -74,9 +74,10 @@ enum {
 };
 
 typedef struct tsk_Recv {
-  int kind;         /* TSK_RECV_* */
   size_t want;      /* COUNT: bytes wanted; ANY: at most; LINE: max length */
-  size_t scanned;   /* LINE: leading bytes known to hold no LF */
+  uint32_t scanned; /* LINE: leading bytes known to hold no LF (a buffer
+                       holds at most TSK_BUF_MAX) */
+  int kind;         /* TSK_RECV_* */
 } tsk_Recv;
 
 /*

@@ -96,9 +96,9 @@ typedef struct Tcp {
                               LuaSocket, where bytes read ahead since then
                               would still be in the kernel (a buffer holds
                               at most TSK_BUF_MAX) */
-  int rerr;                /* read side ended: UV_EOF or an error */
-  int werr;                /* result of the last connect or write */
-  int family;
+  int16_t rerr;            /* read side ended: UV_EOF or an error */
+  int16_t werr;            /* result of the last connect or write */
+  unsigned char family;
   unsigned char busy;      /* B_*: req is in flight */
   unsigned char reading;   /* uv_read_start is on */
   unsigned char pending;   /* server: a connection waits for accept */
@@ -450,7 +450,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
     if (nread < TCP_SMALL) c->bulk = 0;
   }
   if (nread < 0) {
-    c->rerr = (int)nread;
+    c->rerr = (int16_t)nread;
     stopread(c);
   }
   pokereader(c);

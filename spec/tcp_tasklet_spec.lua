@@ -367,6 +367,9 @@ describe("send in tasklets", function()
       local srv, port = server()
       local c = assert(socket.connect("127.0.0.1", port))
       local a = assert(srv:accept())
+      -- small kernel buffers (no autotuning): a piece does not fit in them
+      assert(c:setoption("send-buffer-size", 8192))
+      assert(a:setoption("recv-buffer-size", 16384))
       c:settimeout(0.001)
       local timeouts = 0
       local sender = ts.spawn(function()
