@@ -104,7 +104,7 @@ int tsk_anchor(lua_State *L, tsk_Sched *S) {
     lua_pop(L, 1);
   }
   else {
-    if (S->atop == INT_MAX) luaL_error(L, "too many tasklets");
+    if (S->atop == INT_MAX) luaL_error(L, "too many tasklets and writes in flight");
     ref = S->atop + 1;
   }
   lua_rotate(L, -2, 1);                           /* A v */
@@ -476,11 +476,11 @@ static int global_tasklets(lua_State *L) {
   tsk_Sched *S = tsk_upsched(L);
   tsk_Tasklet *t;
   lua_Integer i = 0;
+  int slot = 0;
   uint64_t now;
   uv_update_time(S->loop);
   now = uv_now(S->loop);
   lua_createtable(L, (int)S->ntasklets, 0);
-  int slot = 0;
   while ((t = tsk_tasklet_next(L, S, &slot)) != NULL) {
     lua_createtable(L, 0, 5);
     pushtasklet(L, t);
