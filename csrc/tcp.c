@@ -10,7 +10,7 @@
 **    pending request's callback ran, so callbacks never see freed memory
 **    even when the userdata was collected first.
 ** tcp() makes no block (no fd) until bind/connect; tcp4/tcp6 make it at
-** once. User value 1 of the box keeps alive the string a write sends.
+** once. The string a write sends is anchored until the write is done.
 **
 ** Reading: once connected (or accepted) the socket reads ahead into its
 ** buffer, up to TCP_HIGHWATER bytes or what the waiting receive needs;
@@ -464,12 +464,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
 ** never runs the loop. Reads until the kernel has nothing more, the read
 ** side ends, or the buffer reaches the high-water mark. libuv polls level-
 ** triggered, so its own read later just finds less (or EAGAIN). */
-static void pullnow(Tcp *c) {
+static void pullnow(Tcp *c, size_t upto) {
   uv_os_fd_t fd;
   if (c->rerr != 0 || uv_is_closing((uv_handle_t *)&c->h) ||
       uv_fileno((uv_handle_t *)&c->h, &fd) != 0)
     return;
-  while (tsk_buf_len(&c->buf) < TCP_HIGHWATER) {
+  while (tsk_buf_len(&c->buf) < upto) {
     size_t avail = 0;
     ssize_t n;
     char *p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
@@ -619,10 +619,14 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
     else
       m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
                          c->rerr != 0, &len, &take);
-    if (m == TSK_MATCH_MORE && left == 0 && c->rerr == 0) {
-      pullnow(c);
+    while (m == TSK_MATCH_MORE && left == 0 && c->rerr == 0) {
+      /* as far as the pattern needs, as LuaSocket's recv loop goes, a
+      ** read-ahead's worth at a time while the kernel has more */
+      size_t had = tsk_buf_len(&c->buf);
+      pullnow(c, had + TCP_HIGHWATER);
       m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
                          c->rerr != 0, &len, &take);
+      if (tsk_buf_len(&c->buf) < had + TCP_HIGHWATER) break;  /* drained */
     }
     /* "*a" succeeds only at the peer's clean close: after a reset (or a
     ** read error) what came is the partial result of a failure, as in
@@ -789,7 +793,7 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
     return sendresult(L, b, start, end, (size_t)ctx, err);
   }
   if (t->wresult == TSK_WTIMEOUT)  /* the rest is committed: it will go out */
-    return sendresult(L, b, end + 1, end, 0, TSK_WTIMEOUT);
+    return sendresult(L, b, start, end, (size_t)(end - start + 1), TSK_WTIMEOUT);
   return sendresult(L, b, start, end, (size_t)ctx, TSK_WCLOSED);
 }
 
@@ -1053,7 +1057,7 @@ static int meth_connect(lua_State *L) {
   tsk_timeout_markstart(&b->tm);
   setrole(L, 1, b, R_CLIENT);  /* even if it fails, as LuaSocket */
   lua_settop(L, 3);
-  if (b->c != NULL) {
+  if (b->c != NULL && !b->renew) {  /* (renew: a new descriptor, a new try) */
     switch (b->c->cstate) {
       case C_PENDING: {
         struct sockaddr_storage ss;
