@@ -797,6 +797,34 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
   return sendresult(L, b, start, end, (size_t)ctx, TSK_WCLOSED);
 }
 
+/*
+** A send that may not wait while libuv's connect request is out. The
+** kernel may be connected already (on loopback a connect completes at
+** once), and then LuaSocket's send(2) goes out; so does this one, past
+** libuv, which has nothing queued. While the connect is in progress the
+** kernel says EAGAIN ("timeout"); after a failed one whose error was
+** taken, EPIPE ("closed"). An error it reports now is the connect's,
+** taken from the kernel here: libuv will read none (C_STOLEN).
+*/
+static int sendnow(lua_State *L, Box *b, const char *data, long start, long end) {
+  Tcp *c = b->c;
+  ssize_t n;
+  do n = send(block_fd(c), data + start - 1, (size_t)(end - start + 1),
+              MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) {
+    c->S->bytesout += (uint64_t)n;
+    return sendresult(L, b, start, end, (size_t)n, n == end - start + 1 ? 0 : TSK_WTIMEOUT);
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK)
+    return sendresult(L, b, start, end, 0, TSK_WTIMEOUT);
+  if (errno != EPIPE && c->cstate == C_PENDING) {
+    c->cstate = C_STOLEN;
+    c->werr = UV_ECONNABORTED;  /* reported here: taken */
+  }
+  return sendresult(L, b, start, end, 0, -errno);
+}
+
 static int sendtry(lua_State *L, Box *b, int turn) {
   Tcp *c = b->c;
   size_t size, sent = 0;
@@ -814,6 +842,8 @@ static int sendtry(lua_State *L, Box *b, int turn) {
     return sendresult(L, b, start, end, 0, r);
   left = waittime(b);
   if (c->busy || (c->writers.head != NULL && !turn)) {  /* wait for a turn */
+    if (left == 0 && c->busy == B_CONNECT && c->writers.head == NULL)
+      return sendnow(L, b, data, start, end);
     if (left == 0) return sendresult(L, b, start, end, 0, TSK_WTIMEOUT);
     t = tsk_self(c->S);
     tsk_checkblock(L, c->S);
