@@ -12,9 +12,12 @@
 ** tcp() makes no block (no fd) until bind/connect; tcp4/tcp6 make it at
 ** once. The string a write sends is anchored until the write is done.
 **
-** Reading: once connected (or accepted) the socket reads ahead into its
-** buffer, up to TCP_HIGHWATER bytes or what the waiting receive needs;
-** receive is served from there. A socket with nothing buffered reads into
+** Reading: from its first receive (or select) on, the socket reads ahead
+** into its buffer, up to TCP_HIGHWATER bytes or what the waiting receive
+** needs; receive is served from there. Before it, what came stays in the
+** kernel, as under LuaSocket: a descriptor handed to another object
+** (LuaSec's wrap: getfd, setfd) or polled through an object's getfd finds
+** it there. A socket with nothing buffered reads into
 ** the scheduler's shared buffer: when what came settles the receive its
 ** head reader waits in, read_cb makes the result string from there and
 ** hands it over (TSK_WDONE); only bytes beyond it (or all, when nobody
@@ -448,6 +451,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   else if (nread > 0) {
     tsk_buf_commit(&c->buf, (size_t)nread);
     if (nread < TCP_SMALL) c->bulk = 0;
+  }
+  if (nread == UV_EOF) {  /* libuv calls a hang-up after a short read the */
+    int v = 0;             /* end without reading on: a reset that came */
+    socklen_t len = (socklen_t)sizeof v;  /* with the bytes is still here */
+    if (getsockopt(block_fd(c), SOL_SOCKET, SO_ERROR, &v, &len) == 0 && v != 0)
+      nread = -v;
   }
   if (nread < 0) {
     c->rerr = (int16_t)nread;
@@ -908,7 +917,6 @@ static void connect_cb(uv_connect_t *req, int status) {
   }
   else if (c->cstate != C_CONNECTED || status != 0)
     c->cstate = status == 0 ? C_DONE : C_FAILED;
-  if (status == 0) startread(c);
   reqdone(c, status);
 }
 
@@ -1235,7 +1243,6 @@ static int adopt(lua_State *L, Box *b, Tcp *nc) {
   nc->family = c->family;  /* an accepted socket's is its listener's */
   nb = newbox(L, R_CLIENT, nc->family, b->k);
   nb->c = nc;
-  startread(nc);
   if (c->readers.head != NULL) wakehead(&c->readers);
   refresh(c);
   return 1;
@@ -1392,10 +1399,8 @@ static int meth_setfd(lua_State *L) {
     if (uv_tcp_getsockname(&c->h, (struct sockaddr *)&ss, &len) == 0)
       c->family = b->family = ss.ss_family;
     len = (int)sizeof ss;
-    if (uv_tcp_getpeername(&c->h, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->h, (struct sockaddr *)&ss, &len) == 0)
       c->cstate = C_CONNECTED;
-      startread(c);
-    }
   }
   if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
   b->c = c;
@@ -1707,7 +1712,6 @@ static int meth_uconnect(lua_State *L) {
     while (r != 0 && errno == EINTR);
     if (r == 0) {
       b->c->cstate = C_CONNECTED;
-      startread(b->c);
       setrole(L, 1, b, R_CLIENT);
       lua_pushnumber(L, 1);
       return 1;
@@ -1778,10 +1782,8 @@ static int meth_usetfd(lua_State *L) {
   {
     char buf[UNIXPATH + 1];
     size_t len = sizeof buf;
-    if (uv_pipe_getpeername(&c->p, buf, &len) == 0) {
+    if (uv_pipe_getpeername(&c->p, buf, &len) == 0)
       c->cstate = C_CONNECTED;
-      startread(c);
-    }
   }
   if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
   b->c = c;
