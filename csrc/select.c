@@ -10,7 +10,9 @@
 ** Any other descriptor (a LuaSocket socket, a pipe, a file) is checked
 ** with poll(2) and waited for with a uv_poll_t of its own, unless it turns
 ** out to be the descriptor of one of the loop's handles: then it is
-** checked again every SLICE seconds instead.
+** checked again every SLICE seconds instead, and when that handle is one
+** of our stream sockets (an object wrapping it, found by its getfd), what
+** the socket read ahead counts as readable, as the kernel's would.
 **
 ** The wait: check everything; if nothing is ready (and no object in recvt
 ** is dirty), link one watcher per object, wait once, unlink them all and
@@ -44,6 +46,7 @@ typedef struct Entry {
   unsigned char write;        /* the direction: 0 read, 1 write */
   unsigned char ready;
   unsigned char unsafe;       /* foreign but a handle of the loop has its fd */
+  unsigned char stream;       /* ... and it is one of our stream sockets */
 } Entry;
 
 typedef struct Sel {
@@ -179,9 +182,43 @@ static int pollnow(int fd, int write) {
                              : (POLLIN | POLLHUP | POLLERR))) != 0;
 }
 
-/* Mark what is ready now; returns how many are. */
+/* Mark the foreign entries whose descriptor one of the loop's handles
+** has (an object wrapping one of our sockets that we did not recognize),
+** and those of them whose handle holds bytes read ahead. */
+static void walk_cb(uv_handle_t *h, void *arg) {
+  Sel *sel = (Sel *)arg;
+  uv_os_fd_t fd;
+  int lo = 0, hi = sel->n;
+  if (uv_is_closing(h) || uv_fileno(h, &fd) != 0) return;
+  while (lo < hi) {  /* the first entry of fd: they are sorted */
+    int mid = lo + (hi - lo) / 2;
+    if (sel->e[mid].fd < (int)fd) lo = mid + 1;
+    else hi = mid;
+  }
+  for (; lo < sel->n && sel->e[lo].fd == (int)fd; lo++) {
+    Entry *e = &sel->e[lo];
+    if (e->kind != NULL) continue;
+    e->unsafe = 1;
+    if (!e->write && tsk_stream_readahead(h)) e->stream = 1;
+  }
+}
+
+/* Walk the loop's handles for the foreign entries (none: no walk). */
+static void walk(Sel *sel) {
+  int i, foreign = 0;
+  for (i = 0; i < sel->n; i++) {
+    foreign |= sel->e[i].kind == NULL;
+    sel->e[i].unsafe = sel->e[i].stream = 0;
+  }
+  if (foreign) uv_walk(sel->S->loop, walk_cb, sel);
+}
+
+/* Mark what is ready now; returns how many are. A foreign object holding
+** one of our stream sockets' descriptor is readable when that socket has
+** read ahead what LuaSocket would have left in the kernel. */
 static int check(lua_State *L, Sel *sel) {
   int i, n = 0;
+  walk(sel);
   for (i = 0; i < sel->n; i++) {
     Entry *e = &sel->e[i];
     if (e->kind != NULL) {
@@ -192,7 +229,7 @@ static int check(lua_State *L, Sel *sel) {
     else {
       int r = pollnow(e->fd, e->write);
       if (r < 0) luaL_error(L, "select failed");  /* LuaSocket: EBADF */
-      e->ready = (unsigned char)r;
+      e->ready = (unsigned char)(r || e->stream);
     }
     n += e->ready;
   }
@@ -233,22 +270,6 @@ static int sel_gc(lua_State *L) {
   return 0;
 }
 
-/* Mark the foreign entries whose descriptor one of the loop's handles
-** has (an object wrapping one of our sockets that we did not recognize). */
-static void walk_cb(uv_handle_t *h, void *arg) {
-  Sel *sel = (Sel *)arg;
-  uv_os_fd_t fd;
-  int lo = 0, hi = sel->n;
-  if (uv_is_closing(h) || uv_fileno(h, &fd) != 0) return;
-  while (lo < hi) {  /* the first entry of fd: they are sorted */
-    int mid = lo + (hi - lo) / 2;
-    if (sel->e[mid].fd < (int)fd) lo = mid + 1;
-    else hi = mid;
-  }
-  for (; lo < sel->n && sel->e[lo].fd == (int)fd; lo++)
-    if (sel->e[lo].kind == NULL) sel->e[lo].unsafe = 1;
-}
-
 /* Start a poll for the foreign entry e (and for its write twin e + 1 on
 ** the same descriptor). Returns 0, or 1 if it cannot be watched. */
 static int startpoll(Sel *sel, Entry *e, int both) {
@@ -271,11 +292,9 @@ static int startpoll(Sel *sel, Entry *e, int both) {
 
 /* Link a watcher for every entry; sets sel->slice when some cannot be. */
 static void watch(lua_State *L, Sel *sel, tsk_Tasklet *t) {
-  int i, foreign = 0;
+  int i;
   sel->t = t;
-  sel->slice = 0;
-  for (i = 0; i < sel->n; i++) foreign |= sel->e[i].kind == NULL;
-  if (foreign) uv_walk(sel->S->loop, walk_cb, sel);
+  sel->slice = 0;  /* (check walked the handles: e->unsafe is set) */
   for (i = 0; i < sel->n; i++) {
     Entry *e = &sel->e[i];
     e->w.t = t;

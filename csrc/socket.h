@@ -297,4 +297,11 @@ void tsk_watch_fire(tsk_Watch *head);
 /* The object goes away: unlink every watcher and wake its tasklet. */
 void tsk_watch_closeall(tsk_Watch **head);
 
+/* For an object select does not know (a wrapper with getfd) whose
+** descriptor h has: 1 if h is one of our stream sockets holding what
+** LuaSocket would still have in the kernel (bytes read ahead beyond what
+** its last receive left, or the peer's end), so that polling the
+** descriptor would say readable; else 0. (tcp.c) */
+int tsk_stream_readahead(uv_handle_t *h);
+
 #endif

@@ -199,6 +199,9 @@ static void refresh(Tcp *c) {
   else tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
 }
 
+/* What a block's handle's data points to: marks our stream handles. */
+static char blockmark;
+
 /* A new block with a descriptor of family (0 or a negative uv code). */
 static int block_new(tsk_Sched *S, int family, Tcp **out) {
   int isunix = family == AF_UNIX || family == -AF_UNIX;  /* -AF_UNIX: no fd */
@@ -233,9 +236,17 @@ static int block_new(tsk_Sched *S, int family, Tcp **out) {
   }
   c->S = S;
   c->family = family;
+  c->h.data = (void *)&blockmark;  /* (tsk_stream_readahead) */
   tsk_handle_opened(S, (uv_handle_t *)&c->h);
   *out = c;
   return 0;
+}
+
+int tsk_stream_readahead(uv_handle_t *h) {
+  Tcp *c;
+  if (h->data != &blockmark || uv_is_closing(h)) return 0;
+  c = BLOCK(h);
+  return tsk_buf_len(&c->buf) > c->leftover || c->rerr != 0;
 }
 
 static int block_fd(Tcp *c) {

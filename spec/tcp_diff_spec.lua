@@ -835,6 +835,30 @@ describe("a descriptor another object polls or takes (wrappers, LuaSec's wrap)",
       c:close() other:close() peer:close() srv:close() srv2:close()
     end)
   end)
+
+  it("is readable while the socket holds what LuaSocket would leave in the kernel", function()
+    same(function(socket, note)
+      local c, a, srv = H.pair(socket)
+      local w = { getfd = function() return a:getfd() end }  -- no dirty
+      c:send("a\nb")
+      socket.sleep(0.05)
+      note(#socket.select({ w }, nil, 0))
+      note(a:receive())  -- "b" stays in LuaSocket's buffer: not readable
+      note(#socket.select({ w }, nil, 0), a:dirty())
+      note(a:receive(1))
+      note(#socket.select({ w }, nil, 0.05))
+      c:send("c\n")  -- after the first receive: tasksock reads it ahead
+      socket.sleep(0.05)
+      note(#socket.select({ w }, nil, 0))
+      local r = socket.select({ w }, nil, 1)
+      note(#r, r[w])
+      note(a:receive())
+      c:close()
+      socket.sleep(0.05)
+      note(#socket.select({ w }, nil, 0))  -- the end is readable
+      a:close() srv:close()
+    end)
+  end)
 end)
 
 describe("close with bytes unread", function()
