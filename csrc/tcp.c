@@ -463,9 +463,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
     tsk_buf_commit(&c->buf, (size_t)nread);
     if (nread < TCP_SMALL) c->bulk = 0;
   }
-  if (nread == UV_EOF) {  /* libuv calls a hang-up after a short read the */
-    int v = 0;             /* end without reading on: a reset that came */
-    socklen_t len = (socklen_t)sizeof v;  /* with the bytes is still here */
+  if (nread > 0) c->S->lastread = c;
+  else if (nread == UV_EOF && c->S->lastread == c) {
+    /* libuv calls a hang-up right after a short read the end, without
+    ** reading on: a reset that came with the bytes is still to be taken */
+    int v = 0;
+    socklen_t len = (socklen_t)sizeof v;
     if (getsockopt(block_fd(c), SOL_SOCKET, SO_ERROR, &v, &len) == 0 && v != 0)
       nread = -v;
   }
