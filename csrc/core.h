@@ -63,23 +63,25 @@ enum {
   TSK_ON_OTHER
 };
 
-struct tsk_Tasklet {        /* (laid out to fill 128 bytes: one per
+struct tsk_Tasklet {        /* (laid out to fill 112 bytes: one per
                               connection in a server) */
   lua_State *L;            /* its coroutine; resume values are delivered here */
   tsk_Sched *S;
   tsk_Tasklet *next, *prev;  /* links in the run queue or one wait queue */
   tsk_Queue *queue;        /* the queue it is linked in, or NULL */
   tsk_Queue joiners;       /* tasklets blocked in join on this one */
-  uint64_t deadline;       /* uv_hrtime() ns of its timeout, when heapidx >= 0 */
   void *wobj;              /* the object it waits on (wcancel's business) */
   void (*wcancel)(tsk_Tasklet *t);  /* undo a wait beyond queue and timer */
   lua_State *wL;           /* the thread whose C frame is blocked (may be a
                               coroutine nested in the tasklet) */
   lua_KFunction wk;        /* continuation of the blocked call */
   lua_KContext wctx;
-  int heapidx;             /* index in the timer heap, or -1 */
-  int nargs;               /* values on L's top for its next resume */
-  int nres;                /* results kept on L's stack once dead */
+  int heapidx;             /* index in the timer heap (its deadline is
+                              there), or -1 */
+  union {
+    int nargs;             /* alive: values on L's top for its next resume */
+    int nres;              /* dead: results kept on L's stack for join */
+  };
   int ref;                 /* its slot in S->anchors while not dead */
   uint32_t wsince;         /* uv_now() (ms, loop time, modulo 2^32) when
                               the wait began */
@@ -87,18 +89,24 @@ struct tsk_Tasklet {        /* (laid out to fill 128 bytes: one per
                               error code (all above -4096) */
   unsigned char status;    /* TSK_READY ... TSK_DEAD */
   unsigned char won;       /* TSK_ON_*: what it waits on */
-  unsigned char started;   /* it has been resumed once */
   unsigned char kill;      /* a kill is pending: TSK_KILL_NOW raises at the
                               next resume, TSK_KILL_LATER at the next
                               blocking call */
-  unsigned char killing;   /* a kill was raised and is unwinding */
-  unsigned char killed;    /* kill() was called on it */
-  unsigned char ok;        /* dead: returned (1) or failed (0) */
-  unsigned char ismain;    /* the main chunk's record, not a tasklet */
-  unsigned char exposed;   /* its coroutine was handed to Lua code
-                              (coroutine.running): never pooled */
   unsigned char xkind;     /* what its user value is (tasklet.c, X_IS*) */
+  unsigned char started : 1;  /* it has been resumed once */
+  unsigned char killing : 1;  /* a kill was raised and is unwinding */
+  unsigned char killed : 1;   /* kill() was called on it */
+  unsigned char ok : 1;       /* dead: returned (1) or failed (0) */
+  unsigned char ismain : 1;   /* the main chunk's record, not a tasklet */
+  unsigned char exposed : 1;  /* its coroutine was handed to Lua code
+                                 (coroutine.running): never pooled */
 };
+
+/* A timer heap entry: a tasklet's timeout. */
+typedef struct tsk_Timer {
+  uint64_t deadline;       /* uv_hrtime() ns */
+  tsk_Tasklet *t;
+} tsk_Timer;
 
 struct tsk_Sched {
   lua_State *L;            /* the main thread of the Lua state */
@@ -114,7 +122,7 @@ struct tsk_Sched {
   int idling;              /* idle is started */
   uv_check_t check;        /* resumes tasklets woken by I/O in the same turn */
   uv_timer_t timer;        /* armed for the earliest deadline in the heap */
-  tsk_Tasklet **heap;      /* timer heap, min deadline first */
+  tsk_Timer *heap;         /* timer heap, min deadline first */
   int nheap, heapcap;
   uint64_t armed;          /* the deadline the timer is armed for, 0 if none */
   int inloop;              /* inside uv_run, driven by us */

@@ -28,33 +28,35 @@ double tsk_now(void) { return (double)uv_hrtime() * 1e-9; }
 
 /* --- timer heap ----------------------------------------------------- */
 
-static void heap_set(tsk_Sched *S, int i, tsk_Tasklet *t) {
-  S->heap[i] = t;
-  t->heapidx = i;
+/* The heap holds each deadline beside its tasklet: sifting reads no
+** tasklet record (and the record has no room for it). */
+static void heap_set(tsk_Sched *S, int i, tsk_Timer e) {
+  S->heap[i] = e;
+  e.t->heapidx = i;
 }
 
 static void heap_up(tsk_Sched *S, int i) {
-  tsk_Tasklet *t = S->heap[i];
+  tsk_Timer e = S->heap[i];
   while (i > 0) {
     int p = (i - 1) / 2;
-    if (S->heap[p]->deadline <= t->deadline) break;
+    if (S->heap[p].deadline <= e.deadline) break;
     heap_set(S, i, S->heap[p]);
     i = p;
   }
-  heap_set(S, i, t);
+  heap_set(S, i, e);
 }
 
 static void heap_down(tsk_Sched *S, int i) {
-  tsk_Tasklet *t = S->heap[i];
+  tsk_Timer e = S->heap[i];
   for (;;) {
     int c = 2 * i + 1;
     if (c >= S->nheap) break;
-    if (c + 1 < S->nheap && S->heap[c + 1]->deadline < S->heap[c]->deadline) c++;
-    if (t->deadline <= S->heap[c]->deadline) break;
+    if (c + 1 < S->nheap && S->heap[c + 1].deadline < S->heap[c].deadline) c++;
+    if (e.deadline <= S->heap[c].deadline) break;
     heap_set(S, i, S->heap[c]);
     i = c;
   }
-  heap_set(S, i, t);
+  heap_set(S, i, e);
 }
 
 static void timer_cb(uv_timer_t *h);
@@ -67,7 +69,7 @@ static void timer_arm(tsk_Sched *S) {
     S->armed = 0;
     return;
   }
-  d = S->heap[0]->deadline;
+  d = S->heap[0].deadline;
   if (S->armed == d) return;
   uv_update_time(S->loop);
   now = uv_hrtime();
@@ -77,15 +79,17 @@ static void timer_arm(tsk_Sched *S) {
 }
 
 static int heap_add(tsk_Sched *S, tsk_Tasklet *t, uint64_t deadline) {
+  tsk_Timer e;
   if (S->nheap == S->heapcap) {
     int cap = S->heapcap ? 2 * S->heapcap : 64;
-    tsk_Tasklet **h = realloc(S->heap, (size_t)cap * sizeof *h);
+    tsk_Timer *h = realloc(S->heap, (size_t)cap * sizeof *h);
     if (h == NULL) return 0;
     S->heap = h;
     S->heapcap = cap;
   }
-  t->deadline = deadline;
-  heap_set(S, S->nheap++, t);
+  e.deadline = deadline;
+  e.t = t;
+  heap_set(S, S->nheap++, e);
   heap_up(S, S->nheap - 1);
   if (t->heapidx == 0) timer_arm(S);
   return 1;
@@ -99,7 +103,7 @@ static void heap_remove(tsk_Sched *S, tsk_Tasklet *t) {
   if (i < S->nheap) {
     heap_set(S, i, S->heap[S->nheap]);
     heap_up(S, i);
-    heap_down(S, S->heap[i]->heapidx);
+    heap_down(S, S->heap[i].t->heapidx);
   }
   if (S->nheap == 0) timer_arm(S);  /* nothing left to wait for */
 }
@@ -117,8 +121,8 @@ static void timer_cb(uv_timer_t *h) {
   tsk_Sched *S = (tsk_Sched *)h->data;
   uint64_t now = uv_hrtime();
   S->armed = 0;
-  while (S->nheap > 0 && S->heap[0]->deadline <= now) {
-    tsk_Tasklet *t = S->heap[0];
+  while (S->nheap > 0 && S->heap[0].deadline <= now) {
+    tsk_Tasklet *t = S->heap[0].t;
     cancelwait(t);
     tsk_wake(t, TSK_WTIMEOUT, NULL, 0);
   }

@@ -382,6 +382,39 @@ describe("tasksock.sleep", function()
     assert.same({0.01, 0.02, 0.03}, log)
   end)
 
+  it("wakes hundreds of sleepers and timed waits in deadline order while others are killed", function()
+    -- the timer heap: adds in a scrambled order, removals from its middle.
+    -- A deadline counts from when its tasklet begins to wait: each records
+    -- it (ts.now() a moment before the wait takes its own, hence the slack)
+    local N, log, at, ch, ws = 400, {}, {}, ts.channel(), {}
+    for k = 1, N do
+      local i = (k * 173) % N + 1  -- a permutation of 1..N
+      local d = i * 0.0005
+      ws[k] = ts.spawn(function()
+        at[i] = ts.now() + d
+        if i % 2 == 0 then ts.sleep(d) else ch:receive(d) end
+        log[#log + 1] = i
+      end)
+      ws[k].name = tostring(i)
+    end
+    ts.yield()
+    local want = {}
+    for k = 1, N do
+      local i = tonumber(ws[k].name)
+      if i % 3 == 0 then ws[k]:kill() else want[i] = true end
+    end
+    ts.run()
+    for n = 1, #log do
+      assert.is_true(want[log[n]], "woke one that was killed or twice")
+      want[log[n]] = nil
+      if n > 1 then
+        assert(at[log[n - 1]] <= at[log[n]] + 1e-4,
+               ("%d (due %.6f) woke before %d (due %.6f)"):format(log[n - 1], at[log[n - 1]], log[n], at[log[n]]))
+      end
+    end
+    assert.is_nil(next(want), "one was never woken")
+  end)
+
   it("never returns early, in the main chunk too", function()
     for _, d in ipairs{0.001, 0.01, 0.03} do
       local t0 = ts.now()
