@@ -150,7 +150,10 @@ int tsk_recv_parse(lua_State *L, int arg, size_t plen, size_t maxline, tsk_Recv 
     lua_Number n = lua_tonumber(L, arg);
     luaL_argcheck(L, n >= 0, arg, "invalid receive pattern");
     r->kind = TSK_RECV_COUNT;
-    r->want = n >= (lua_Number)TSK_BUF_MAX ? TSK_BUF_MAX : (size_t)n;
+    /* LuaSocket's (size_t)n gives 0 on x86-64 from 2^64 on (infinity
+    ** too): such a count is receive(0) there */
+    if (n >= 18446744073709551616.0) r->want = 0;
+    else r->want = n >= (lua_Number)TSK_BUF_MAX ? TSK_BUF_MAX : (size_t)n;
     if (plen > 0 && r->want <= plen) return 0;  /* the prefix is the result */
     r->want -= plen;
     return 1;

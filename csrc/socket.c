@@ -137,6 +137,53 @@ static void *testmark(lua_State *L, const char *mark, int arg) {
   return p;
 }
 
+/* --- protect (LuaSocket's except.c) ----------------------------------- */
+
+/* How a protected call ended: its results; or, when it raised a try's
+** error (a table whose metatable is upvalue 2, which no Lua code can
+** reach), nil and that error's message; or the error raised on. */
+static int protected_end(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L);
+  if (lua_type(L, -1) == LUA_TTABLE && lua_getmetatable(L, -1)) {
+    int fromtry = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (fromtry) {
+      lua_pushnil(L);
+      lua_rawgeti(L, -2, 1);
+      return 2;
+    }
+  }
+  return lua_error(L);
+}
+
+/* The function protect makes: upvalue 1 called in one C frame, as
+** LuaSocket's, so error levels and tracebacks through it are the same
+** (a Lua wrapper would add a frame). Its pcall may yield: f may block. */
+static int protected_call(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return protected_end(L, lua_pcallk(L, lua_gettop(L) - 1, LUA_MULTRET, 0, 0,
+                                     protected_end), 0);
+}
+
+/* protect(f) (upvalue 1: the metatable of a try's errors). Like
+** LuaSocket's, it takes anything: calling a non-function fails later. */
+static int protect(lua_State *L) {
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, protected_call, 2);
+  return 1;
+}
+
+/* _protector(mt): socket.protect, for the try errors of metatable mt. */
+static int protector(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, protect, 1);
+  return 1;
+}
+
 void tsk_socket_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *funcs) {
   if (lua_getfield(L, -1, "_socket") != LUA_TTABLE) {  /* the first kind makes it */
     lua_pop(L, 1);
@@ -150,6 +197,8 @@ void tsk_socket_setfuncs(lua_State *L, tsk_Sched *S, const luaL_Reg *funcs) {
       rl.rlim_cur = (rlim_t)INT_MAX;
     lua_pushinteger(L, (lua_Integer)rl.rlim_cur);
     lua_setfield(L, -2, "_setsize");
+    lua_pushcfunction(L, protector);
+    lua_setfield(L, -2, "_protector");
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "_socket");
   }

@@ -158,9 +158,9 @@ end
 -- try/newtry/protect, as LuaSocket's except.c: an error raised by a try is
 -- a table { err } whose metatable is closed (__metatable = false, no
 -- __tostring: uncaught, Lua reports "error object is a table value");
--- protect turns it back into nil, err and lets other errors through.
+-- protect (C, one frame as LuaSocket's) turns it back into nil, err and
+-- lets other errors through.
 local wrapper = { __metatable = false }
-local wrapped = setmetatable({}, { __mode = "k" })  -- the tables try raised
 
 local function iscallable(f)
   if type(f) == "function" then return true end
@@ -178,25 +178,13 @@ function M.newtry(finalizer)
       end
       finalizer()
     end
-    local e = setmetatable({ (...) }, wrapper)
-    wrapped[e] = true
-    error(e, 0)
+    error(setmetatable({ (...) }, wrapper), 0)
   end
 end
 
 M.try = M.newtry()
 
-local function finish(ok, ...)
-  if ok then return ... end
-  local err = ...
-  if wrapped[err] then return nil, err[1] end
-  error(err, 0)
-end
-
--- Lua 5.4's pcall lets a tasklet's wait yield through it: f may block.
-function M.protect(f)
-  return function(...) return finish(pcall(f, ...)) end
-end
+M.protect = C._protector(wrapper)
 
 function M.choose(table)
   return function(name, opt1, opt2)
