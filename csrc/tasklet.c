@@ -240,7 +240,7 @@ void tsk_tasklet_finish(tsk_Sched *S, tsk_Tasklet *t, int ok, int nres) {
   lua_State *co = t->L;
   int anchor = -1;  /* S->L's top below co, while S->L anchors co */
   t->status = TSK_DEAD;
-  t->ok = (unsigned char)ok;
+  t->ok = ok != 0;
   t->killing = 0;
   S->ntasklets--;
   if (ok)

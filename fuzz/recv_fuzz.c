@@ -212,9 +212,11 @@ static RefPat ref_count(double n, size_t plen) {
   RefPat rp = {R_COUNT, 0, 0};
   size_t wanted;
   if (!(n >= 0)) { rp.kind = R_ERROR; return rp; }  /* negative or NaN */
-  /* LuaSocket casts; sizes beyond the engine's ceiling never complete
-  ** anyway, so clamping there changes nothing observable */
-  wanted = n >= 2147483647.0 ? 2147483647u : (size_t)n;
+  /* LuaSocket casts to size_t, which on x86-64 gives 0 from 2^64 on;
+  ** below that, sizes beyond the engine's ceiling never complete anyway,
+  ** so clamping there changes nothing observable */
+  if (n >= 18446744073709551616.0) wanted = 0;
+  else wanted = n >= 2147483647.0 ? 2147483647u : (size_t)n;
   if (plen > 0 && wanted <= plen) { rp.kind = R_PREFIX; return rp; }
   rp.n = wanted - plen;
   return rp;
