@@ -253,6 +253,15 @@ static int block_fd(Tcp *c) {
   return c ? tsk_handle_fd((const uv_handle_t *)&c->h) : -1;
 }
 
+/* Take the kernel's pending error of c's socket (SO_ERROR, which reading
+** it clears): a negative code, or 0 if there is none. */
+static int takesoerror(Tcp *c) {
+  int v = 0;
+  socklen_t len = (socklen_t)sizeof v;
+  if (getsockopt(block_fd(c), SOL_SOCKET, SO_ERROR, &v, &len) != 0) return 0;
+  return -v;
+}
+
 /* Every tasklet waiting on c is woken with "closed". */
 static void block_wakeall(Tcp *c) {
   tsk_Tasklet *t = c->wowner;
@@ -467,10 +476,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   else if (nread == UV_EOF && c->S->lastread == c) {
     /* libuv calls a hang-up right after a short read the end, without
     ** reading on: a reset that came with the bytes is still to be taken */
-    int v = 0;
-    socklen_t len = (socklen_t)sizeof v;
-    if (getsockopt(block_fd(c), SOL_SOCKET, SO_ERROR, &v, &len) == 0 && v != 0)
-      nread = -v;
+    int err = takesoerror(c);
+    if (err != 0) nread = err;
   }
   if (nread < 0) {
     c->rerr = (int16_t)nread;
@@ -938,15 +945,13 @@ static void connect_cb(uv_connect_t *req, int status) {
 ** (SO_ERROR) as a LuaSocket script would, before libuv does. Returns the
 ** error (negative) and moves c to C_STOLEN, or 0 if it has not failed. */
 static int steal(Tcp *c) {
-  int v = 0;
-  socklen_t len = (socklen_t)sizeof v;
+  int err;
   if (c->family == AF_UNIX || c->cstate != C_PENDING || c->wowner != NULL)
     return 0;
-  if (getsockopt(block_fd(c), SOL_SOCKET, SO_ERROR, &v, &len) != 0 || v == 0)
-    return 0;
+  if ((err = takesoerror(c)) == 0) return 0;
   c->cstate = C_STOLEN;
-  c->werr = -v;
-  return -v;
+  c->werr = (int16_t)err;
+  return err;
 }
 
 /* The error a failed connect left for the next call to take, as the
