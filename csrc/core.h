@@ -152,8 +152,6 @@ struct tsk_Sched {
   uint64_t bytesin, bytesout;
   long nsockets;
   void *lingering;         /* closed sockets delivering a write (tcp.c) */
-  void *lastread;          /* the stream that read bytes last (tcp.c; only
-                              compared, never followed) */
   char *rbuf;              /* where stream sockets read small messages
                               (tcp.c), TSK_RBUF bytes, or NULL */
   void (*atclose)(tsk_Sched *S);  /* run first when the state closes */

@@ -5,10 +5,13 @@
 ** Two pieces of memory per socket:
 **  - the userdata (a Box): what only Lua calls touch (timeouts, stats,
 **    the line bound) and a pointer to
-**  - the block (a Tcp), malloc'd, ending with the uv_tcp_t: what libuv
-**    callbacks touch. It is freed in the close callback only, after every
-**    pending request's callback ran, so callbacks never see freed memory
-**    even when the userdata was collected first.
+**  - the block (a Tcp), malloc'd, ending with a uv_poll_t on the
+**    descriptor: what the loop touches. It is freed in the close callback
+**    only, so the loop never sees freed memory even when the userdata was
+**    collected first.
+** The block does its reads, writes and connects itself (read(2), send(2),
+** connect(2)) when the poll says the descriptor is ready: a uv_poll_t is
+** 88 bytes smaller than libuv's uv_tcp_t, and one per connection counts.
 ** tcp() makes no block (no fd) until bind/connect; tcp4/tcp6 make it at
 ** once. The string a write sends is anchored until the write is done.
 **
@@ -19,12 +22,13 @@
 ** (LuaSec's wrap: getfd, setfd) or polled through an object's getfd finds
 ** it there. A socket with nothing buffered reads into
 ** the scheduler's shared buffer: when what came settles the receive its
-** head reader waits in, read_cb makes the result string from there and
+** head reader waits in, readready makes the result string from there and
 ** hands it over (TSK_WDONE); only bytes beyond it (or all, when nobody
 ** waits) are copied, into a buffer made to measure. Request/response
 ** traffic so needs no buffer of its own per socket. One that reads big
 ** chunks (c->bulk) reads straight into its own buffer instead.
-** Writing: uv_try_write first; only the rest goes through one uv_write.
+** Writing: send(2) at once; only the rest waits for the descriptor to be
+** writable, one write in flight at a time.
 ** The handle is uv_ref'd only while a tasklet waits on it.
 */
 #define _GNU_SOURCE  /* accept4 */
@@ -52,17 +56,17 @@
 
 /* Connect states (Tcp.cstate). LuaSocket's scripts see the kernel's
 ** socket, which keeps a failed connect's error (SO_ERROR) until connect or
-** getoption("error") takes it; libuv takes it first, so werr keeps it:
-**   C_FAILED   libuv reported the failure; werr holds it, as SO_ERROR would
+** getoption("error") takes it; the loop takes it first, so werr keeps it:
+**   C_FAILED   the loop saw the failure; werr holds it, as SO_ERROR would
 **   C_STOLEN   as C_FAILED, but a script took the error from the kernel
-**              before libuv saw it, so libuv's request is still in flight
+**              before the loop saw it, so the connect is still watched
 **   C_LIMBO    C_STOLEN once the failure was reported: the kernel socket is
-**              unconnected, libuv's request is still in flight
+**              unconnected, the watch for the connect still runs
 ** In C_FAILED and C_STOLEN, werr UV_ECONNABORTED says getoption("error")
 ** took the error: connect then says "closed", as the kernel does. */
 enum { C_NONE, C_PENDING, C_DONE, C_FAILED, C_CONNECTED, C_STOLEN, C_LIMBO };
 
-/* Busy states (Tcp.busy): what the request in flight is. */
+/* Busy states (Tcp.busy): what is in flight, waiting for writability. */
 enum { B_NONE, B_CONNECT, B_WRITE };
 
 /* Seconds a closed socket may linger to deliver a write in flight. */
@@ -70,15 +74,12 @@ enum { B_NONE, B_CONNECT, B_WRITE };
 
 struct Tcp;
 
+/* The write in flight (busy B_WRITE), lazily allocated, reused. */
 typedef struct Req {
-  union {
-    uv_connect_t connect;
-    uv_write_t write;
-  };
-  /* a closed socket lingering for its write (see lingerclose) */
-  const char *wbase;       /* the bytes of the write in flight */
+  const char *wbase;       /* its bytes not yet written */
   size_t wlen;
   int anchor;              /* the string being written (tsk_anchor) */
+  /* a closed socket lingering for its write (see lingerclose) */
   struct Tcp *lnext, **lprev;  /* in the scheduler's lingering list */
 } Req;
 
@@ -89,30 +90,28 @@ typedef struct Tcp {
   tsk_Tasklet *rhead;      /* the head reader blocked on rpat, or NULL */
   tsk_Queue readers;       /* tasklets in receive/accept; the head reads */
   tsk_Queue writers;       /* tasklets waiting for their turn to write */
-  tsk_Tasklet *wowner;     /* waits for the request in flight, if anyone */
+  tsk_Tasklet *wowner;     /* waits for what is in flight, if anyone */
   tsk_Watch *watchers;     /* selects waiting on it (socket.h, select.c) */
-  union {
-    Req *req;              /* lazily allocated, reused: one at a time */
-    uv_poll_t *lis;        /* a server's watch on its descriptor */
-  };
+  Req *req;                /* lazily allocated, reused: one at a time */
   uint32_t leftover;       /* bytes a receive left buffered: dirty() as in
                               LuaSocket, where bytes read ahead since then
                               would still be in the kernel (a buffer holds
                               at most TSK_BUF_MAX) */
+  int fd;                  /* the descriptor, -1 once closed or detached */
   int16_t rerr;            /* read side ended: UV_EOF or an error */
   int16_t werr;            /* result of the last connect or write */
   unsigned char family;
-  unsigned char busy;      /* B_*: req is in flight */
-  unsigned char reading;   /* uv_read_start is on */
-  unsigned char pending;   /* server: a connection waits for accept */
-  unsigned char cstate;    /* C_* */
-  unsigned char lingering; /* closed, delivering its write (lingerclose) */
-  unsigned char listening; /* a server: lis, not req (see listening) */
-  unsigned char bulk;      /* reads come big: read into buf, not S->rbuf */
-  union {                  /* last: a TCP block is allocated without the */
-    uv_tcp_t h;            /* room for the larger uv_pipe_t (block_new) */
-    uv_pipe_t p;           /* Unix domain (family AF_UNIX) */
-  };
+  unsigned busy : 2;       /* B_*: a connect or write in flight */
+  unsigned cstate : 3;     /* C_* */
+  unsigned polled : 2;     /* UV_READABLE | UV_WRITABLE: what h polls */
+  unsigned reading : 1;    /* reading ahead (h polls for readable) */
+  unsigned pending : 1;    /* server: a connection waits for accept */
+  unsigned lingering : 1;  /* closed, delivering its write (lingerclose) */
+  unsigned listening : 1;  /* a server: h watches for connections */
+  unsigned bulk : 1;       /* reads come big: read into buf, not S->rbuf */
+  unsigned delayed : 1;    /* the connect failed at once: werr reports it
+                              when the loop comes round, as libuv does */
+  uv_poll_t h;             /* last: on fd */
 } Tcp;
 
 /* The block of a handle, request's handle or callback's stream. */
@@ -185,57 +184,55 @@ static void block_close_cb(uv_handle_t *h) {
 }
 
 static void lis_cb(uv_poll_t *p, int status, int events);
+static void io_cb(uv_poll_t *p, int status, int events);
+
+/* Poll for what c needs now: readable while it reads ahead, writable while
+** a connect or write is in flight. (A server's watch is refresh's.) */
+static void repoll(Tcp *c) {
+  unsigned want = (c->reading ? UV_READABLE : 0) | (c->busy != B_NONE ? UV_WRITABLE : 0);
+  if (want == c->polled || c->listening || uv_is_closing((uv_handle_t *)&c->h)) return;
+  if (want == 0) uv_poll_stop(&c->h);
+  else if (uv_poll_start(&c->h, (int)want, io_cb) != 0) return;
+  c->polled = want;
+}
 
 /* Is a tasklet waiting on c? Then the handle keeps the loop alive (a
 ** server's: its watch, which runs while anyone waits). */
 static void refresh(Tcp *c) {
   int waiting = c->readers.head != NULL || c->writers.head != NULL || c->wowner != NULL ||
                 c->watchers != NULL;
-  if (c->listening) {
-    if (waiting && !uv_is_active((uv_handle_t *)c->lis))
-      uv_poll_start(c->lis, UV_READABLE, lis_cb);
-    tsk_handle_waiting((uv_handle_t *)c->lis, waiting);
-  }
-  else tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
+  if (c->listening && waiting && !uv_is_active((uv_handle_t *)&c->h))
+    uv_poll_start(&c->h, UV_READABLE, lis_cb);
+  tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
 }
 
 /* What a block's handle's data points to: marks our stream handles. */
 static char blockmark;
 
-/* A new block with a descriptor of family (0 or a negative uv code). */
-static int block_new(tsk_Sched *S, int family, Tcp **out) {
-  int isunix = family == AF_UNIX || family == -AF_UNIX;  /* -AF_UNIX: no fd */
-  Tcp *c = (Tcp *)calloc(1, isunix ? sizeof *c              /* (accept) */
-                                 : offsetof(Tcp, h) + sizeof(uv_tcp_t));
-  int r;
+/* A new block for the descriptor fd (which it then owns), or with fd < 0
+** for a new descriptor of family; 0 or a negative uv error. */
+static int block_new(tsk_Sched *S, int family, int fd, Tcp **out) {
+  int made = fd < 0, r;
+  Tcp *c;
   *out = NULL;
-  if (c == NULL) return UV_ENOMEM;
-  if (isunix) {
-    r = uv_pipe_init(S->loop, &c->p, 0);
-    if (r == 0 && family == AF_UNIX) {
-      int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (fd < 0) r = -errno;
-      else if ((r = uv_pipe_open(&c->p, fd)) != 0) close(fd);
-      if (r != 0) {  /* initialized: it must be closed, not freed */
-        tsk_handle_opened(S, (uv_handle_t *)&c->h);
-        tsk_handle_close(S, (uv_handle_t *)&c->h, block_close_cb);
-        return r;
-      }
+  if (made) {
+    fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    if (family == AF_INET6) {  /* as LuaSocket makes every IPv6 socket */
+      int on = 1;              /* (tcp6, or tcp() binding or connecting */
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, (socklen_t)sizeof on);  /* to IPv6) */
     }
-    family = AF_UNIX;
   }
-  else r = uv_tcp_init_ex(S->loop, &c->h, (unsigned)family);
-  if (r != 0) {
-    free(c);
+  c = (Tcp *)calloc(1, sizeof *c);
+  if (c == NULL) r = UV_ENOMEM;
+  else if ((r = uv_poll_init_socket(S->loop, &c->h, fd)) != 0) free(c);  /* (it sets */
+  if (r != 0) {                                                      /* O_NONBLOCK) */
+    if (made) close(fd);
     return r;
   }
-  if (family == AF_INET6) {  /* as LuaSocket makes every IPv6 socket (tcp6, */
-    int on = 1;              /* or tcp() binding or connecting to IPv6) */
-    setsockopt(tsk_handle_fd((uv_handle_t *)&c->h), IPPROTO_IPV6, IPV6_V6ONLY,
-               &on, (socklen_t)sizeof on);
-  }
   c->S = S;
-  c->family = family;
+  c->fd = fd;
+  c->family = (unsigned char)family;
   c->h.data = (void *)&blockmark;  /* (tsk_stream_readahead) */
   tsk_handle_opened(S, (uv_handle_t *)&c->h);
   *out = c;
@@ -249,9 +246,7 @@ int tsk_stream_readahead(uv_handle_t *h) {
   return tsk_buf_len(&c->buf) > c->leftover || c->rerr != 0;
 }
 
-static int block_fd(Tcp *c) {
-  return c ? tsk_handle_fd((const uv_handle_t *)&c->h) : -1;
-}
+static int block_fd(Tcp *c) { return c ? c->fd : -1; }
 
 /* Take the kernel's pending error of c's socket (SO_ERROR, which reading
 ** it clears): a negative code, or 0 if there is none. */
@@ -275,28 +270,32 @@ static void block_wakeall(Tcp *c) {
   tsk_watch_closeall(&c->watchers);
 }
 
-static void lis_close_cb(uv_handle_t *h) { free(h); }
+/* Close c's handle, then its descriptor (unless detached): the loop polls
+** it no more once uv_close returned. */
+static void block_shut(Tcp *c) {
+  int fd = c->fd;
+  c->fd = -1;
+  tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
+  if (fd >= 0) close(fd);
+}
 
-/* Close c, waking everyone waiting on it. */
+/* Close c, waking everyone waiting on it; a write in flight is dropped. */
 static void block_close(Tcp *c) {
   block_wakeall(c);
-  if (c->listening) {  /* before the descriptor it watches is closed */
-    uv_close((uv_handle_t *)c->lis, lis_close_cb);
-    c->lis = NULL;
-    c->listening = 0;
-  }
-  tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
-  tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_close */
+  if (c->busy == B_WRITE && !c->S->closing) tsk_unanchor(c->S, c->req->anchor);
+  c->busy = B_NONE;
+  block_shut(c);
+  tsk_buf_free(&c->buf);  /* no read after uv_close */
 }
 
 /* --- lingering -------------------------------------------------------- */
 
-/* A write libuv still holds was reported as sent by send() (it timed out,
+/* A write still in flight was reported as sent by send() (it timed out,
 ** or its tasklet was killed): under LuaSocket those bytes would be in the
 ** kernel, which delivers them after close. So close() and collection let
-** such a block linger until libuv has written them (bounded by
+** such a block linger until it has written them (bounded by
 ** TCP_USER_TIMEOUT), unless linger{on, timeout 0} asks for an abort. The
-** string being written is anchored (tsk_anchor) until write_cb. The state
+** string being written is anchored (tsk_anchor) until writedone. The state
 ** closing closes every lingering block at once (lingerall). */
 
 static void lingerdone(Tcp *c) {
@@ -304,23 +303,23 @@ static void lingerdone(Tcp *c) {
   *req->lprev = req->lnext;
   if (req->lnext != NULL) req->lnext->req->lprev = req->lprev;
   c->lingering = 0;
-  tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
+  c->busy = B_NONE;  /* written, or (the state closes) dropped */
+  block_shut(c);
 }
 
-/* Hand the kernel what it takes now of the bytes libuv still holds: the
-** end of the write in flight (one buffer), in order. The kernel delivers
-** them after close, as it would have for LuaSocket; the rest is lost. */
+/* Hand the kernel what it takes now of the write in flight, in order.
+** The kernel delivers it after close, as it would have for LuaSocket; the
+** rest is lost. */
 static void flushnow(Tcp *c) {
-  size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->h);
-  const char *p = c->req->wbase + c->req->wlen - left;
-  int fd = block_fd(c);
-  if (left == 0 || left > c->req->wlen || fd < 0) return;
+  size_t left = c->req->wlen;
+  const char *p = c->req->wbase;
+  if (left == 0 || c->fd < 0) return;
   if (left <= (size_t)INT_MAX / 2) {  /* room for it all, if the kernel allows */
     int size = (int)left * 2;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, (socklen_t)sizeof size);
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &size, (socklen_t)sizeof size);
   }
   while (left > 0) {
-    ssize_t n = send(fd, p, left, MSG_NOSIGNAL);
+    ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     p += n;
@@ -328,7 +327,7 @@ static void flushnow(Tcp *c) {
   }
 }
 
-/* The state is closing: what libuv holds goes to the kernel if it fits. */
+/* The state is closing: what is in flight goes to the kernel if it fits. */
 static void lingerall(tsk_Sched *S) {
   while (S->lingering != NULL) {
     flushnow((Tcp *)S->lingering);
@@ -352,9 +351,9 @@ static int lingerclose(Tcp *c) {
   }
 #endif
   block_wakeall(c);
-  uv_read_stop((uv_stream_t *)&c->h);
   c->reading = 0;
-  tsk_buf_free(&c->buf);  /* no alloc/read callback after uv_read_stop */
+  repoll(c);  /* writable only */
+  tsk_buf_free(&c->buf);
   req->lnext = (Tcp *)c->S->lingering;
   req->lprev = (Tcp **)&c->S->lingering;
   if (req->lnext != NULL) req->lnext->req->lprev = &req->lnext;
@@ -384,21 +383,21 @@ static int takeerror(Tcp *c);
 
 /* --- reading ahead ---------------------------------------------------- */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *ub) {
-  Tcp *c = BLOCK(h);
+/* Where the next read goes: the shared buffer while c's own is empty and
+** reads are small, else c's buffer (len 0: no room). */
+static void readroom(Tcp *c, uv_buf_t *ub) {
   tsk_Sched *S = c->S;
   size_t avail = 0;
   char *p;
-  (void)suggested;
   if (tsk_buf_len(&c->buf) == 0 && !c->bulk &&
       (S->rbuf != NULL || (S->rbuf = (char *)malloc(TSK_RBUF)) != NULL)) {
-    ub->base = S->rbuf;  /* read_cb hands over or copies what came, at once */
+    ub->base = S->rbuf;  /* readdone hands over or copies what came, at once */
     ub->len = TSK_RBUF;
     return;
   }
   p = tsk_buf_reserve(&c->buf, TCP_MINREAD, &avail);
   ub->base = p;
-  ub->len = p ? avail : 0;  /* 0: libuv reports UV_ENOBUFS */
+  ub->len = p ? avail : 0;
 }
 
 /* Should reading go on with what is buffered now? */
@@ -408,17 +407,17 @@ static int wantmore(Tcp *c) {
   return c->readers.head != NULL && n < tsk_recv_need(&c->rpat);
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub);
-
 static void startread(Tcp *c) {
-  if (c->reading || c->rerr != 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
+  if (c->reading || c->rerr != 0 || c->listening || uv_is_closing((uv_handle_t *)&c->h))
+    return;
   if (!wantmore(c)) return;
-  if (uv_read_start((uv_stream_t *)&c->h, alloc_cb, read_cb) == 0) c->reading = 1;
+  c->reading = 1;
+  repoll(c);
 }
 
 static void stopread(Tcp *c) {
-  if (c->reading) uv_read_stop((uv_stream_t *)&c->h);
   c->reading = 0;
+  repoll(c);
 }
 
 /* Wake the head reader if the buffer now settles its receive. */
@@ -456,15 +455,15 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
   return take;
 }
 
-static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
-  Tcp *c = BLOCK(s);
+/* nread bytes (or UV_EOF, or an error) came into ub from the kernel. */
+static void readdone(Tcp *c, ssize_t nread, const uv_buf_t *ub) {
   if (nread > 0) c->S->bytesin += (uint64_t)nread;
   if (nread > 0 && ub->base == c->S->rbuf) {
     size_t take = deliver(c, ub->base, (size_t)nread);
     c->bulk = nread >= TCP_BULK;
     if ((size_t)nread > take &&
         !tsk_buf_append(&c->buf, ub->base + take, (size_t)nread - take))
-      nread = UV_ENOBUFS;  /* as if libuv had had no room for it */
+      nread = UV_ENOBUFS;  /* as if there had been no room for it */
     else if (take > 0)
       recvdone(c);  /* as the receive itself would: the next reader's turn */
   }
@@ -472,20 +471,28 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
     tsk_buf_commit(&c->buf, (size_t)nread);
     if (nread < TCP_SMALL) c->bulk = 0;
   }
-  if (nread > 0) c->S->lastread = c;
-  else if (nread == UV_EOF && c->S->lastread == c) {
-    /* libuv calls a hang-up right after a short read the end, without
-    ** reading on: a reset that came with the bytes is still to be taken */
-    int err = takesoerror(c);
-    if (err != 0) nread = err;
-  }
   if (nread < 0) {
     c->rerr = (int16_t)nread;
-    stopread(c);
+    c->reading = 0;
   }
   pokereader(c);
-  if (c->reading && !wantmore(c)) stopread(c);
+  if (c->reading && !wantmore(c)) c->reading = 0;
   tsk_watch_fire(c->watchers);
+}
+
+/* The descriptor is readable (or has an error): one read, as libuv's
+** streams do; the poll is level-triggered, so what is left comes next. */
+static void readready(Tcp *c) {
+  uv_buf_t ub;
+  ssize_t n;
+  readroom(c, &ub);
+  if (ub.len == 0) n = UV_ENOBUFS;
+  else {
+    do n = read(c->fd, ub.base, ub.len); while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) n = n == 0 ? UV_EOF : -errno;
+  }
+  readdone(c, n, &ub);
 }
 
 /* A receive that may not wait (timeout 0, or its time is up) asks the
@@ -495,10 +502,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
 ** side ends, or the buffer reaches the high-water mark. libuv polls level-
 ** triggered, so its own read later just finds less (or EAGAIN). */
 static void pullnow(Tcp *c, size_t upto) {
-  uv_os_fd_t fd;
-  if (c->rerr != 0 || uv_is_closing((uv_handle_t *)&c->h) ||
-      uv_fileno((uv_handle_t *)&c->h, &fd) != 0)
-    return;
+  int fd = c->fd;
+  if (c->rerr != 0 || fd < 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
   while (tsk_buf_len(&c->buf) < upto) {
     size_t avail = 0;
     ssize_t n;
@@ -545,7 +550,7 @@ static double waittime(Box *b) { return tsk_timeout_left(&b->tm); }
 static int ensureblock(lua_State *L, Box *b, int family) {
   int r;
   if (b->c != NULL) return 0;
-  r = block_new(tsk_upsched(L), family, &b->c);
+  r = block_new(tsk_upsched(L), family, -1, &b->c);
   if (r == 0) b->family = family;
   return r;
 }
@@ -795,16 +800,34 @@ static void reqdone(Tcp *c, int status) {
   refresh(c);
 }
 
-static void write_cb(uv_write_t *req, int status) {
-  Tcp *c = BLOCK(req->handle);
+/* The write in flight is done (status 0) or failed. */
+static void writedone(Tcp *c, int status) {
   if (!c->S->closing) tsk_unanchor(c->S, c->req->anchor);  /* the string */
   reqdone(c, status);
   if (c->lingering) lingerdone(c);
 }
 
+/* The descriptor is writable (or has an error): on with the write in
+** flight, one send(2) a time, as libuv's streams do. */
+static void writeready(Tcp *c) {
+  Req *req = c->req;
+  ssize_t n;
+  do n = send(c->fd, req->wbase, req->wlen, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n < 0) {
+    writedone(c, -errno);
+    return;
+  }
+  req->wbase += n;
+  req->wlen -= (size_t)n;
+  if (req->wlen == 0) writedone(c, 0);
+}
+
 static int sendtry(lua_State *L, Box *b, int turn);
 
-/* ctx: -1 when waiting for a turn, else bytes sent before the uv_write. */
+/* ctx: -1 when waiting for a turn, else bytes sent before the rest went
+** in flight. */
 static int sendk(lua_State *L, int status, lua_KContext ctx) {
   Box *b = (Box *)lua_touserdata(L, 1);
   tsk_Tasklet *t = tsk_self(tsk_upsched(L));
@@ -857,12 +880,12 @@ static int sendnow(lua_State *L, Box *b, const char *data, long start, long end)
 
 static int sendtry(lua_State *L, Box *b, int turn) {
   Tcp *c = b->c;
-  size_t size, sent = 0;
+  size_t size, len, sent = 0;
   const char *data = lua_tolstring(L, 2, &size);
   long start, end;
   tsk_Tasklet *t;
-  uv_buf_t ub;
   double left;
+  ssize_t n;
   int r;
   Req *req;
   sendrange(L, size, &start, &end);
@@ -885,31 +908,27 @@ static int sendtry(lua_State *L, Box *b, int turn) {
     t->wcancel = writer_cancel;
     return tsk_wait(L, t, left, -1, sendk);
   }
-  ub = uv_buf_init((char *)(uintptr_t)(data + start - 1), (unsigned)(end - start + 1));
-  r = uv_try_write((uv_stream_t *)&c->h, &ub, 1);
-  if (r >= 0) sent = (size_t)r;
-  else if (r != UV_EAGAIN) return sendresult(L, b, start, end, 0, r);
+  len = (size_t)(end - start + 1);
+  do n = send(c->fd, data + start - 1, len, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) sent = (size_t)n;
+  else if (errno != EAGAIN && errno != EWOULDBLOCK)
+    return sendresult(L, b, start, end, 0, -errno);
   c->S->bytesout += sent;
-  if (sent == ub.len) {
+  if (sent == len) {
     if (turn) wakehead(&c->writers);
     return sendresult(L, b, start, end, sent, 0);
   }
   if (left == 0) return sendresult(L, b, start, end, sent, TSK_WTIMEOUT);
   tsk_checkblock(L, c->S);
   if ((req = getreq(c)) == NULL) return sendresult(L, b, start, end, sent, UV_ENOMEM);
-  ub.base += sent;
-  ub.len -= (unsigned)sent;
   lua_pushvalue(L, 2);  /* the string lives until the write is done */
   req->anchor = tsk_anchor(L, c->S);
-  r = uv_write(&req->write, (uv_stream_t *)&c->h, &ub, 1, write_cb);
-  if (r != 0) {
-    tsk_unanchor(c->S, req->anchor);
-    return sendresult(L, b, start, end, sent, r);
-  }
-  c->S->bytesout += ub.len;
-  req->wbase = ub.base;
-  req->wlen = ub.len;
+  req->wbase = data + start - 1 + sent;
+  req->wlen = len - sent;
+  c->S->bytesout += req->wlen;
   c->busy = B_WRITE;
+  repoll(c);
   t = tsk_self(c->S);
   c->wowner = t;
   refresh(c);
@@ -929,16 +948,54 @@ static int meth_send(lua_State *L) {
 
 /* --- connect ---------------------------------------------------------- */
 
-static void connect_cb(uv_connect_t *req, int status) {
-  Tcp *c = BLOCK(req->handle);
+/* The connect in flight is over: the descriptor is writable (or has an
+** error), and SO_ERROR says how it went, unless it failed at once. */
+static void connectready(Tcp *c) {
+  int status = c->delayed ? c->werr : takesoerror(c);
+  c->delayed = 0;
   if (c->cstate == C_STOLEN || c->cstate == C_LIMBO) {
-    /* the outcome was reported already; libuv read a cleared SO_ERROR */
+    /* the outcome was reported already; SO_ERROR was read cleared */
     c->cstate = c->cstate == C_STOLEN ? C_FAILED : C_NONE;
     status = c->werr;
   }
   else if (c->cstate != C_CONNECTED || status != 0)
     c->cstate = status == 0 ? C_DONE : C_FAILED;
   reqdone(c, status);
+}
+
+/* Start connecting c to sa: 0, and connectready reports the outcome, or a
+** negative errno. As libuv does, a connection refused at once is reported
+** by the loop; so is a Unix-domain listener's full backlog (EAGAIN). */
+static int startconnect(Tcp *c, const struct sockaddr *sa, socklen_t len) {
+  int r;
+  do r = connect(c->fd, sa, len); while (r != 0 && errno == EINTR);
+  if (r != 0 && errno != EINPROGRESS) {
+    if (errno != ECONNREFUSED && (errno != EAGAIN || c->family != AF_UNIX)) return -errno;
+    c->werr = (int16_t)-errno;
+    c->delayed = 1;
+  }
+  c->busy = B_CONNECT;
+  c->cstate = C_PENDING;
+  repoll(c);
+  return 0;
+}
+
+/* The loop's poll of a connected (or connecting) block's descriptor. */
+static void io_cb(uv_poll_t *p, int status, int events) {
+  Tcp *c = BLOCK(p);
+  if (status < 0) {  /* POLLERR: libuv stopped the poll; each side takes */
+    c->polled = 0;   /* its error itself, as it reads or writes */
+    events = UV_READABLE | UV_WRITABLE;
+  }
+  if (events & UV_WRITABLE) {
+    if (c->busy == B_CONNECT) connectready(c);
+    else if (c->busy == B_WRITE) {
+      writeready(c);
+      if (uv_is_closing((uv_handle_t *)p)) return;  /* it lingered for that */
+    }
+  }
+  if ((events & UV_READABLE) && c->reading) readready(c);
+  repoll(c);
 }
 
 /* A TCP connect in flight that the kernel has refused: take its error
@@ -1053,22 +1110,14 @@ static int connectnext(lua_State *L, Box *b, int i, int lasterr) {
   int k, r;
   for (k = 0; ai != NULL && k < i; k++) ai = ai->ai_next;
   for (; ai != NULL; ai = ai->ai_next, i++) {
-    Req *req;
     tsk_timeout_markstart(&b->tm);
     if (b->c != NULL && (b->c->family != ai->ai_family || b->renew)) box_close(b);
     b->renew = 0;
-    if ((r = ensureblock(L, b, ai->ai_family)) != 0) {
+    if ((r = ensureblock(L, b, ai->ai_family)) != 0 ||
+        (r = startconnect(b->c, ai->ai_addr, ai->ai_addrlen)) != 0) {
       lasterr = r;
       continue;
     }
-    if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
-    r = uv_tcp_connect(&req->connect, &b->c->h, ai->ai_addr, connect_cb);
-    if (r != 0) {
-      lasterr = r;
-      continue;
-    }
-    b->c->busy = B_CONNECT;
-    b->c->cstate = C_PENDING;
     return waitconnect(L, b, i);
   }
   return connectfail(L, b, lasterr ? lasterr : UV_EAI_NONAME);
@@ -1118,10 +1167,10 @@ static int meth_connect(lua_State *L) {
     switch (b->c->cstate) {
       case C_PENDING: {
         struct sockaddr_storage ss;
-        int len = (int)sizeof ss;
+        socklen_t len = (socklen_t)sizeof ss;
         if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
-        if (uv_tcp_getpeername(&b->c->h, (struct sockaddr *)&ss, &len) == 0) {
-          b->c->cstate = C_CONNECTED;  /* the kernel is done; libuv will be */
+        if (getpeername(b->c->fd, (struct sockaddr *)&ss, &len) == 0) {
+          b->c->cstate = C_CONNECTED;  /* the kernel is done; the loop will be */
           rawconnect(b->c, NULL, 0);
           lua_pushnumber(L, 1);
           return 1;
@@ -1198,31 +1247,23 @@ static int meth_bind(lua_State *L) {
 ** nobody waiting stops it (it is level-triggered: it would fire again).
 */
 static void lis_cb(uv_poll_t *p, int status, int events) {
-  Tcp *c = (Tcp *)p->data;
+  Tcp *c = BLOCK(p);
   (void)events;
-  if (status < 0) c->rerr = status;
+  if (status < 0) c->rerr = (int16_t)status;
   else c->pending = 1;
   if (c->readers.head == NULL && c->watchers == NULL) uv_poll_stop(p);
   wakehead(&c->readers);
   tsk_watch_fire(c->watchers);
 }
 
-/* Make c, whose descriptor listens, a server block: its watch (0 or a
-** negative uv error). */
-static int startlisten(Tcp *c) {
-  uv_poll_t *lis = (uv_poll_t *)malloc(sizeof *lis);
-  int r;
-  if (lis == NULL) return UV_ENOMEM;
-  if ((r = uv_poll_init_socket(c->S->loop, lis, block_fd(c))) != 0) {
-    free(lis);
-    return r;
-  }
-  lis->data = c;
-  uv_unref((uv_handle_t *)lis);
-  free(c->req);
-  c->lis = lis;
+/* Make c, whose descriptor listens, a server block: its handle watches
+** for connections from now on. */
+static void startlisten(Tcp *c) {
+  c->reading = 0;
+  c->busy = B_NONE;
+  if (c->polled) uv_poll_stop(&c->h);
+  c->polled = 0;
   c->listening = 1;
-  return 0;
 }
 
 /* master:listen([backlog]) */
@@ -1230,10 +1271,9 @@ static int meth_listen(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_MASTER);
   int backlog = tsk_num2int(luaL_optnumber(L, 2, 32));
   Tcp *c = b->c;
-  int r;
   if (c == NULL) return tsk_sock_fail(L, UV_EBADF);
   if (listen(block_fd(c), backlog) != 0) return tsk_sock_fail(L, -errno);
-  if ((r = startlisten(c)) != 0) return tsk_sock_fail(L, r);
+  startlisten(c);
   setrole(L, 1, b, R_SERVER);
   lua_pushnumber(L, 1);
   return 1;
@@ -1275,17 +1315,7 @@ static int acceptnow(Tcp *c, Tcp **out) {
   while (fd < 0 && errno == EINTR);
   if (fd < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? TSK_WTIMEOUT : -errno;
-  if ((r = block_new(c->S, c->family == AF_UNIX ? -AF_UNIX : AF_UNSPEC, out)) != 0) {
-    close(fd);
-    return r;
-  }
-  r = c->family == AF_UNIX ? uv_pipe_open(&(*out)->p, fd)
-                           : uv_tcp_open(&(*out)->h, fd);
-  if (r != 0) {
-    close(fd);
-    block_close(*out);
-    *out = NULL;
-  }
+  if ((r = block_new(c->S, c->family, fd, out)) != 0) close(fd);
   return r;
 }
 
@@ -1396,29 +1426,17 @@ static int meth_setfd(lua_State *L) {
   int old = block_fd(b->c);
   Tcp *c;
   if (old >= 0 && old == fd) return 0;
-  if (fd < 0 && old >= 0) {
-    int keep = dup(old);
-    box_close(b);
-    if (keep >= 0) {
-      dup2(keep, old);
-      close(keep);
-    }
-    return 0;
-  }
+  if (fd < 0 && old >= 0) b->c->fd = -1;  /* detached: left open */
   box_close(b);
   if (fd < 0) return 0;
-  if (block_new(tsk_upsched(L), AF_UNSPEC, &c) != 0) return 0;
-  if (uv_tcp_open(&c->h, (uv_os_sock_t)fd) != 0) {
-    block_close(c);
-    return 0;
-  }
+  if (block_new(tsk_upsched(L), AF_UNSPEC, fd, &c) != 0) return 0;
   {
     struct sockaddr_storage ss;
-    int len = (int)sizeof ss;
-    if (uv_tcp_getsockname(&c->h, (struct sockaddr *)&ss, &len) == 0)
-      c->family = b->family = ss.ss_family;
-    len = (int)sizeof ss;
-    if (uv_tcp_getpeername(&c->h, (struct sockaddr *)&ss, &len) == 0)
+    socklen_t len = (socklen_t)sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+      c->family = b->family = (unsigned char)ss.ss_family;
+    len = (socklen_t)sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
       c->cstate = C_CONNECTED;
   }
   if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
@@ -1463,11 +1481,13 @@ static int meth_gettimeout(lua_State *L) {
 static int addrof(lua_State *L, int peer) {
   Box *b = (Box *)checkbox(L, R_ANY);
   struct sockaddr_storage ss;
-  int len = (int)sizeof ss, r;
+  socklen_t len = (socklen_t)sizeof ss;
+  int r;
   if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
-  r = peer ? uv_tcp_getpeername(&b->c->h, (struct sockaddr *)&ss, &len)
-           : uv_tcp_getsockname(&b->c->h, (struct sockaddr *)&ss, &len);
-  if (r != 0) return tsk_sock_fail(L, r);
+  memset(&ss, 0, sizeof ss);
+  r = peer ? getpeername(b->c->fd, (struct sockaddr *)&ss, &len)
+           : getsockname(b->c->fd, (struct sockaddr *)&ss, &len);
+  if (r != 0) return tsk_sock_fail(L, -errno);
   r = tsk_addr_push(L, (struct sockaddr *)&ss, !peer);
   if (r == 3 && b->family == AF_UNSPEC) {  /* LuaSocket names the socket's */
     lua_pop(L, 1);                         /* family, not the address's: */
@@ -1689,7 +1709,7 @@ void tsk_tcp_open(lua_State *L) {
   tsk_socket_setfuncs(L, S, funcs);
 }
 
-/* --- Unix-domain streams (socket.unix): the same sockets over uv_pipe_t,
+/* --- Unix-domain streams (socket.unix): the same sockets,
 ** with paths for addresses ------------------------------------------- */
 
 #define UNIXPATH (sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -1699,7 +1719,8 @@ static int meth_uconnect(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_MASTER);
   const char *path = luaL_checkstring(L, 2);
   tsk_Sched *S = tsk_upsched(L);
-  Req *req;
+  struct sockaddr_un sa;
+  socklen_t len;
   int r;
   tsk_timeout_markstart(&b->tm);
   lua_settop(L, 2);
@@ -1718,34 +1739,30 @@ static int meth_uconnect(lua_State *L) {
     case C_CONNECTED: return tsk_sock_fail(L, UV_EISCONN);
     default: break;
   }
-  {  /* a Unix-domain connect is done or refused at once, unless the
-     ** listener's backlog is full (EAGAIN): then libuv waits for it */
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sun_family = AF_UNIX;
-    memcpy(sa.sun_path, path, strlen(path));
-    /* the length of the path (not of sun_path), as LuaSocket: "" and
-    ** "\0name" ask for an autobound abstract address */
-    do r = connect(block_fd(b->c), (struct sockaddr *)&sa,
-                   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path)));
-    while (r != 0 && errno == EINTR);
-    if (r == 0) {
-      b->c->cstate = C_CONNECTED;
-      setrole(L, 1, b, R_CLIENT);
-      lua_pushnumber(L, 1);
-      return 1;
-    }
-    if (errno != EAGAIN && errno != EINPROGRESS) {
-      r = -errno;
-      box_close(b);
-      return tsk_sock_fail(L, r);
-    }
+  /* a Unix-domain connect is done or refused at once, unless the
+  ** listener's backlog is full (EAGAIN): then it is tried once more, and
+  ** the loop reports how that went, as under libuv's uv_pipe_connect */
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path));
+  /* the length of the path (not of sun_path), as LuaSocket: "" and
+  ** "\0name" ask for an autobound abstract address */
+  len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+  do r = connect(block_fd(b->c), (struct sockaddr *)&sa, len);
+  while (r != 0 && errno == EINTR);
+  if (r == 0) {
+    b->c->cstate = C_CONNECTED;
+    setrole(L, 1, b, R_CLIENT);
+    lua_pushnumber(L, 1);
+    return 1;
+  }
+  if (errno != EAGAIN && errno != EINPROGRESS) {
+    r = -errno;
+    box_close(b);
+    return tsk_sock_fail(L, r);
   }
   tsk_checkblock(L, S);
-  if ((req = getreq(b->c)) == NULL) return tsk_sock_fail(L, UV_ENOMEM);
-  uv_pipe_connect(&req->connect, &b->c->p, path, connect_cb);
-  b->c->busy = B_CONNECT;
-  b->c->cstate = C_PENDING;
+  if ((r = startconnect(b->c, (struct sockaddr *)&sa, len)) != 0) return tsk_sock_fail(L, r);
   return waitconnect(L, b, -1);
 }
 
@@ -1793,15 +1810,11 @@ static int meth_usetfd(lua_State *L) {
   Tcp *c;
   if (fd == block_fd(b->c)) return 0;
   box_close(b);
-  if (fd < 0 || block_new(tsk_upsched(L), -AF_UNIX, &c) != 0) return 0;
-  if (uv_pipe_open(&c->p, (uv_file)fd) != 0) {
-    block_close(c);
-    return 0;
-  }
+  if (fd < 0 || block_new(tsk_upsched(L), AF_UNIX, fd, &c) != 0) return 0;
   {
-    char buf[UNIXPATH + 1];
-    size_t len = sizeof buf;
-    if (uv_pipe_getpeername(&c->p, buf, &len) == 0)
+    struct sockaddr_un sa;
+    socklen_t len = (socklen_t)sizeof sa;
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0)
       c->cstate = C_CONNECTED;
   }
   if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
