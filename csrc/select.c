@@ -199,7 +199,7 @@ static void walk_cb(uv_handle_t *h, void *arg) {
     Entry *e = &sel->e[lo];
     if (e->kind != NULL) continue;
     e->unsafe = 1;
-    if (!e->write && tsk_stream_readahead(h)) e->stream = 1;
+    if (!e->write && tsk_stream_readahead(sel->S, h)) e->stream = 1;
   }
 }
 

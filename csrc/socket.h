@@ -302,6 +302,6 @@ void tsk_watch_closeall(tsk_Watch **head);
 ** LuaSocket would still have in the kernel (bytes read ahead beyond what
 ** its last receive left, or the peer's end), so that polling the
 ** descriptor would say readable; else 0. (tcp.c) */
-int tsk_stream_readahead(uv_handle_t *h);
+int tsk_stream_readahead(tsk_Sched *S, uv_handle_t *h);
 
 #endif

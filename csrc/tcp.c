@@ -84,7 +84,6 @@ typedef struct Req {
 } Req;
 
 typedef struct Tcp {
-  tsk_Sched *S;
   tsk_Buffer buf;          /* bytes read ahead */
   tsk_Recv rpat;           /* the pattern of the head reader */
   tsk_Tasklet *rhead;      /* the head reader blocked on rpat, or NULL */
@@ -111,8 +110,11 @@ typedef struct Tcp {
   unsigned bulk : 1;       /* reads come big: read into buf, not S->rbuf */
   unsigned delayed : 1;    /* the connect failed at once: werr reports it
                               when the loop comes round, as libuv does */
-  uv_poll_t h;             /* last: on fd */
+  uv_poll_t h;             /* on fd; its data is the scheduler */
 } Tcp;
+
+/* The scheduler of block c. */
+#define SCHED(c) ((tsk_Sched *)(c)->h.data)
 
 /* The block of a handle, request's handle or callback's stream. */
 #define BLOCK(hp) ((Tcp *)(void *)((char *)(hp) - offsetof(Tcp, h)))
@@ -206,9 +208,6 @@ static void refresh(Tcp *c) {
   tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
 }
 
-/* What a block's handle's data points to: marks our stream handles. */
-static char blockmark;
-
 /* A new block for the descriptor fd (which it then owns), or with fd < 0
 ** for a new descriptor of family; 0 or a negative uv error. */
 static int block_new(tsk_Sched *S, int family, int fd, Tcp **out) {
@@ -230,18 +229,19 @@ static int block_new(tsk_Sched *S, int family, int fd, Tcp **out) {
     if (made) close(fd);
     return r;
   }
-  c->S = S;
   c->fd = fd;
   c->family = (unsigned char)family;
-  c->h.data = (void *)&blockmark;  /* (tsk_stream_readahead) */
+  c->h.data = S;  /* (SCHED; and it marks our stream handles) */
   tsk_handle_opened(S, (uv_handle_t *)&c->h);
   *out = c;
   return 0;
 }
 
-int tsk_stream_readahead(uv_handle_t *h) {
+int tsk_stream_readahead(tsk_Sched *S, uv_handle_t *h) {
   Tcp *c;
-  if (h->data != &blockmark || uv_is_closing(h)) return 0;
+  /* a block's handle is the one uv_poll_t with S for data (select's own
+  ** have theirs) */
+  if (h->type != UV_POLL || h->data != S || uv_is_closing(h)) return 0;
   c = BLOCK(h);
   return tsk_buf_len(&c->buf) > c->leftover || c->rerr != 0;
 }
@@ -275,14 +275,14 @@ static void block_wakeall(Tcp *c) {
 static void block_shut(Tcp *c) {
   int fd = c->fd;
   c->fd = -1;
-  tsk_handle_close(c->S, (uv_handle_t *)&c->h, block_close_cb);
+  tsk_handle_close(SCHED(c), (uv_handle_t *)&c->h, block_close_cb);
   if (fd >= 0) close(fd);
 }
 
 /* Close c, waking everyone waiting on it; a write in flight is dropped. */
 static void block_close(Tcp *c) {
   block_wakeall(c);
-  if (c->busy == B_WRITE && !c->S->closing) tsk_unanchor(c->S, c->req->anchor);
+  if (c->busy == B_WRITE && !SCHED(c)->closing) tsk_unanchor(SCHED(c), c->req->anchor);
   c->busy = B_NONE;
   block_shut(c);
   tsk_buf_free(&c->buf);  /* no read after uv_close */
@@ -341,7 +341,7 @@ static int lingerclose(Tcp *c) {
   socklen_t len = (socklen_t)sizeof li;
   int fd = block_fd(c);
   Req *req = c->req;
-  if (c->busy != B_WRITE || c->S->closing) return 0;
+  if (c->busy != B_WRITE || SCHED(c)->closing) return 0;
   if (getsockopt(fd, SOL_SOCKET, SO_LINGER, &li, &len) == 0 && li.l_onoff && li.l_linger == 0)
     return 0;
 #ifdef TCP_USER_TIMEOUT
@@ -354,11 +354,11 @@ static int lingerclose(Tcp *c) {
   c->reading = 0;
   repoll(c);  /* writable only */
   tsk_buf_free(&c->buf);
-  req->lnext = (Tcp *)c->S->lingering;
-  req->lprev = (Tcp **)&c->S->lingering;
+  req->lnext = (Tcp *)SCHED(c)->lingering;
+  req->lprev = (Tcp **)&SCHED(c)->lingering;
   if (req->lnext != NULL) req->lnext->req->lprev = &req->lnext;
-  c->S->lingering = c;
-  c->S->atclose = lingerall;
+  SCHED(c)->lingering = c;
+  SCHED(c)->atclose = lingerall;
   c->lingering = 1;
   return 1;
 }
@@ -386,7 +386,7 @@ static int takeerror(Tcp *c);
 /* Where the next read goes: the shared buffer while c's own is empty and
 ** reads are small, else c's buffer (len 0: no room). */
 static void readroom(Tcp *c, uv_buf_t *ub) {
-  tsk_Sched *S = c->S;
+  tsk_Sched *S = SCHED(c);
   size_t avail = 0;
   char *p;
   if (tsk_buf_len(&c->buf) == 0 && !c->bulk &&
@@ -457,8 +457,8 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
 
 /* nread bytes (or UV_EOF, or an error) came into ub from the kernel. */
 static void readdone(Tcp *c, ssize_t nread, const uv_buf_t *ub) {
-  if (nread > 0) c->S->bytesin += (uint64_t)nread;
-  if (nread > 0 && ub->base == c->S->rbuf) {
+  if (nread > 0) SCHED(c)->bytesin += (uint64_t)nread;
+  if (nread > 0 && ub->base == SCHED(c)->rbuf) {
     size_t take = deliver(c, ub->base, (size_t)nread);
     c->bulk = nread >= TCP_BULK;
     if ((size_t)nread > take &&
@@ -512,7 +512,7 @@ static void pullnow(Tcp *c, size_t upto) {
     do n = read(fd, p, avail); while (n < 0 && errno == EINTR);
     if (n > 0) {  /* read on after a short read too, as LuaSocket's recv */
       tsk_buf_commit(&c->buf, (size_t)n);  /* loop does: a close queued */
-      c->S->bytesin += (uint64_t)n;        /* behind the bytes is seen now */
+      SCHED(c)->bytesin += (uint64_t)n;        /* behind the bytes is seen now */
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -601,7 +601,7 @@ static void reader_cancel(tsk_Tasklet *t) {
 ** turn); bit 1 set for receiveany (its max is argument 2). */
 static int recvk(lua_State *L, int status, lua_KContext ctx) {
   Box *b = (Box *)lua_touserdata(L, 1);
-  tsk_Tasklet *t = tsk_self(b->c != NULL ? b->c->S : tsk_upsched(L));
+  tsk_Tasklet *t = tsk_self(b->c != NULL ? SCHED(b->c) : tsk_upsched(L));
   tsk_Recv r;
   size_t plen = 0;
   (void)status;
@@ -692,8 +692,8 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
     recvdone(c);
     return n;
   }
-  t = tsk_self(c->S);
-  tsk_checkblock(L, c->S);
+  t = tsk_self(SCHED(c));
+  tsk_checkblock(L, SCHED(c));
   head = head || c->readers.head == NULL;
   if (head) {
     c->rpat = *r;
@@ -802,7 +802,7 @@ static void reqdone(Tcp *c, int status) {
 
 /* The write in flight is done (status 0) or failed. */
 static void writedone(Tcp *c, int status) {
-  if (!c->S->closing) tsk_unanchor(c->S, c->req->anchor);  /* the string */
+  if (!SCHED(c)->closing) tsk_unanchor(SCHED(c), c->req->anchor);  /* the string */
   reqdone(c, status);
   if (c->lingering) lingerdone(c);
 }
@@ -866,7 +866,7 @@ static int sendnow(lua_State *L, Box *b, const char *data, long start, long end)
               MSG_DONTWAIT | MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   if (n >= 0) {
-    c->S->bytesout += (uint64_t)n;
+    SCHED(c)->bytesout += (uint64_t)n;
     return sendresult(L, b, start, end, (size_t)n, n == end - start + 1 ? 0 : TSK_WTIMEOUT);
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -898,8 +898,8 @@ static int sendtry(lua_State *L, Box *b, int turn) {
     if (left == 0 && c->busy == B_CONNECT && c->writers.head == NULL)
       return sendnow(L, b, data, start, end);
     if (left == 0) return sendresult(L, b, start, end, 0, TSK_WTIMEOUT);
-    t = tsk_self(c->S);
-    tsk_checkblock(L, c->S);
+    t = tsk_self(SCHED(c));
+    tsk_checkblock(L, SCHED(c));
     if (turn) tsk_queue_pushfront(&c->writers, t);
     else tsk_queue_push(&c->writers, t);
     refresh(c);
@@ -914,22 +914,22 @@ static int sendtry(lua_State *L, Box *b, int turn) {
   if (n >= 0) sent = (size_t)n;
   else if (errno != EAGAIN && errno != EWOULDBLOCK)
     return sendresult(L, b, start, end, 0, -errno);
-  c->S->bytesout += sent;
+  SCHED(c)->bytesout += sent;
   if (sent == len) {
     if (turn) wakehead(&c->writers);
     return sendresult(L, b, start, end, sent, 0);
   }
   if (left == 0) return sendresult(L, b, start, end, sent, TSK_WTIMEOUT);
-  tsk_checkblock(L, c->S);
+  tsk_checkblock(L, SCHED(c));
   if ((req = getreq(c)) == NULL) return sendresult(L, b, start, end, sent, UV_ENOMEM);
   lua_pushvalue(L, 2);  /* the string lives until the write is done */
-  req->anchor = tsk_anchor(L, c->S);
+  req->anchor = tsk_anchor(L, SCHED(c));
   req->wbase = data + start - 1 + sent;
   req->wlen = len - sent;
-  c->S->bytesout += req->wlen;
+  SCHED(c)->bytesout += req->wlen;
   c->busy = B_WRITE;
   repoll(c);
-  t = tsk_self(c->S);
+  t = tsk_self(SCHED(c));
   c->wowner = t;
   refresh(c);
   t->won = TSK_ON_SOCKET;
@@ -1089,13 +1089,13 @@ static int connectk(lua_State *L, int status, lua_KContext ctx) {
 
 static int waitconnect(lua_State *L, Box *b, int i) {
   Tcp *c = b->c;
-  tsk_Tasklet *t = tsk_self(c->S);
+  tsk_Tasklet *t = tsk_self(SCHED(c));
   double left = waittime(b);
   if (left == 0) {  /* may not wait: LuaSocket records the family */
     b->trial = 0;
     return tsk_sock_fail(L, TSK_WTIMEOUT);
   }
-  tsk_checkblock(L, c->S);
+  tsk_checkblock(L, SCHED(c));
   c->wowner = t;
   refresh(c);
   t->won = TSK_ON_SOCKET;
@@ -1315,7 +1315,7 @@ static int acceptnow(Tcp *c, Tcp **out) {
   while (fd < 0 && errno == EINTR);
   if (fd < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? TSK_WTIMEOUT : -errno;
-  if ((r = block_new(c->S, c->family, fd, out)) != 0) close(fd);
+  if ((r = block_new(SCHED(c), c->family, fd, out)) != 0) close(fd);
   return r;
 }
 
@@ -1343,8 +1343,8 @@ static int accepttry(lua_State *L, Box *b, int head) {
     }
   }
   if (left == 0) return tsk_sock_fail(L, TSK_WTIMEOUT);
-  t = tsk_self(c->S);
-  tsk_checkblock(L, c->S);
+  t = tsk_self(SCHED(c));
+  tsk_checkblock(L, SCHED(c));
   head = head || c->readers.head == NULL;
   if (head) tsk_queue_pushfront(&c->readers, t);
   else tsk_queue_push(&c->readers, t);
