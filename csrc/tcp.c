@@ -994,7 +994,13 @@ static void io_cb(uv_poll_t *p, int status, int events) {
       if (uv_is_closing((uv_handle_t *)p)) return;  /* it lingered for that */
     }
   }
-  if ((events & UV_READABLE) && c->reading) readready(c);
+  if ((events & UV_READABLE) && c->reading) {
+    readready(c);
+    /* the read side ended: its tasklet usually closes the socket in this
+    ** turn, which stops the poll anyway; else the next (level-triggered)
+    ** event finds it not reading and stops it */
+    if (c->rerr != 0 && c->busy == B_NONE) return;
+  }
   repoll(c);
 }
 
