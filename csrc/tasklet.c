@@ -84,32 +84,50 @@ static void dropco(lua_State *L, int idx, tsk_Tasklet *t) {
 }
 
 /*
-** A live tasklet is held by one table, S->anchors (a registry ref; the
-** table is also at index 1 of S->pool's stack, where a finish reaches it
-** with no look-up), at index t->ref. Its free slots form a list through
-** it (each holds the next one's index, S->afree the first), as luaL_ref's
-** do in the registry: without luaL_ref's look-ups of the list's head and
-** of the table's length, a spawn and a finish cost about 300 instructions
-** less. The strings of writes in flight are held there too (tcp.c): the
-** only userdata in it are tasklets.
+** A live tasklet is held by S->anchors (a registry ref; the table is also
+** at index 1 of S->pool's stack, where a finish reaches it with no
+** look-up), at slot t->ref. Slots are in chunks of ACHUNK, each a table
+** made to that size at once (anchors[k] holds slots (k-1)*ACHUNK+1 ...):
+** one table growing by doubling would average 1.5 slots per tasklet,
+** 10 bytes more for each of 10,000 connections. The free slots form a
+** list through them (each holds the next one's number, S->afree the
+** first), as luaL_ref's do in the registry, without its look-ups of the
+** list's head and of the table's length. The strings of writes in flight
+** are held there too (tcp.c): the only userdata in it are tasklets.
 */
+#define ACHUNK 1024
+
+/* Push the chunk of slot ref of the anchors at idx; its index in it. */
+static int pushchunk(lua_State *L, int idx, int ref) {
+  lua_rawgeti(L, idx, (ref - 1) / ACHUNK + 1);
+  return (ref - 1) % ACHUNK + 1;
+}
+
 int tsk_anchor(lua_State *L, tsk_Sched *S) {
-  int ref;
+  int ref, i;
   if (S->anchors <= 0) luaL_error(L, "tasksock.core is not open in this state");
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->anchors);  /* v A */
   if (S->afree != 0) {
     ref = S->afree;
-    lua_rawgeti(L, -1, ref);
+    i = pushchunk(L, -1, ref);                    /* v A C */
+    lua_rawgeti(L, -1, i);
     S->afree = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
   }
   else {
-    if (S->atop == INT_MAX) luaL_error(L, "too many tasklets and writes in flight");
+    if (S->atop > INT_MAX - ACHUNK) luaL_error(L, "too many tasklets and writes in flight");
     ref = S->atop + 1;
+    i = pushchunk(L, -1, ref);
+    if (i == 1) {  /* a new chunk: raises (out of memory) before it counts */
+      lua_pop(L, 1);
+      lua_createtable(L, ACHUNK, 0);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, (ref - 1) / ACHUNK + 1);
+    }
   }
-  lua_rotate(L, -2, 1);                           /* A v */
-  lua_rawseti(L, -2, ref);  /* may grow A: raises before it is counted */
-  lua_pop(L, 1);
+  lua_rotate(L, -3, -1);                          /* A C v */
+  lua_rawseti(L, -2, i);  /* the slot exists: allocates nothing */
+  lua_pop(L, 2);
   if (ref > S->atop) S->atop = ref;
   return ref;
 }
@@ -117,9 +135,11 @@ int tsk_anchor(lua_State *L, tsk_Sched *S) {
 /* Allocates nothing (the slot exists), so it works on S->pool's stack;
 ** without room there (out of memory) the slot stays taken. */
 void tsk_unanchor(tsk_Sched *S, int ref) {
-  if (ref > 0 && lua_checkstack(S->pool, 1)) {
+  if (ref > 0 && lua_checkstack(S->pool, 2)) {
+    int i = pushchunk(S->pool, 1, ref);
     lua_pushinteger(S->pool, S->afree);
-    lua_rawseti(S->pool, 1, ref);
+    lua_rawseti(S->pool, -2, i);
+    lua_pop(S->pool, 1);
     S->afree = ref;
   }
 }
@@ -129,12 +149,20 @@ tsk_Tasklet *tsk_tasklet_next(lua_State *L, tsk_Sched *S, int *slot) {
   if (S->anchors <= 0) return NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, S->anchors);
   while (t == NULL && *slot < S->atop) {  /* free slots hold integers */
-    if (lua_rawgeti(L, -1, ++*slot) == LUA_TUSERDATA)
+    int i = pushchunk(L, -1, ++*slot);
+    if (lua_rawgeti(L, -1, i) == LUA_TUSERDATA)
       t = (tsk_Tasklet *)lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
   lua_pop(L, 1);
   return t;
+}
+
+/* Push the value at slot ref of the anchors at idx. */
+static void pushanchored(lua_State *L, int idx, int ref) {
+  int i = pushchunk(L, idx, ref);
+  lua_rawgeti(L, -1, i);
+  lua_remove(L, -2);
 }
 
 /* Push t's userdata (while t is not dead; nil after). */
@@ -144,7 +172,7 @@ static void pushtasklet(lua_State *L, tsk_Tasklet *t) {
     return;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->S->anchors);
-  lua_rawgeti(L, -1, t->ref);
+  pushanchored(L, -1, t->ref);
   lua_remove(L, -2);
 }
 
@@ -219,7 +247,7 @@ static void pool(tsk_Sched *S, tsk_Tasklet *t) {
   lua_pushthread(co);
   lua_xmove(co, S->pool, 1);  /* the pool holds it now */
   S->npool++;
-  lua_rawgeti(S->pool, 1, t->ref);  /* t (anchor's table is at 1) */
+  pushanchored(S->pool, 1, t->ref);  /* t (the anchors are at 1) */
   dropco(S->pool, -1, t);
   lua_pop(S->pool, 1);
 }
