@@ -23,6 +23,8 @@
 typedef struct tsk_Buffer {
   char *data;
   uint32_t first, last, size;
+  uint32_t spare;  /* the owner's (the word would be padding), untouched
+                      by tsk_buf_*: tcp.c keeps a count there */
 } tsk_Buffer;
 
 #define TSK_BUF_INIT  (16 * 1024)   /* first allocation by tsk_buf_reserve */

@@ -84,22 +84,18 @@ typedef struct Req {
 } Req;
 
 typedef struct Tcp {
-  tsk_Buffer buf;          /* bytes read ahead */
+  tsk_Buffer buf;          /* bytes read ahead; its spare word is leftover */
   tsk_Recv rpat;           /* the pattern of the head reader */
-  tsk_Tasklet *rhead;      /* the head reader blocked on rpat, or NULL */
-  tsk_Queue readers;       /* tasklets in receive/accept; the head reads */
+  tsk_Queue readers;       /* tasklets in receive/accept; the head reads
+                              (headreader) */
   tsk_Queue writers;       /* tasklets waiting for their turn to write */
   tsk_Tasklet *wowner;     /* waits for what is in flight, if anyone */
   tsk_Watch *watchers;     /* selects waiting on it (socket.h, select.c) */
   Req *req;                /* lazily allocated, reused: one at a time */
-  uint32_t leftover;       /* bytes a receive left buffered: dirty() as in
-                              LuaSocket, where bytes read ahead since then
-                              would still be in the kernel (a buffer holds
-                              at most TSK_BUF_MAX) */
-  int fd;                  /* the descriptor, -1 once closed or detached */
   int16_t rerr;            /* read side ended: UV_EOF or an error */
   int16_t werr;            /* result of the last connect or write */
   unsigned char family;
+  unsigned detached : 1;   /* setfd(-1): closing leaves the descriptor open */
   unsigned busy : 2;       /* B_*: a connect or write in flight */
   unsigned cstate : 3;     /* C_* */
   unsigned polled : 2;     /* UV_READABLE | UV_WRITABLE: what h polls */
@@ -110,8 +106,14 @@ typedef struct Tcp {
   unsigned bulk : 1;       /* reads come big: read into buf, not S->rbuf */
   unsigned delayed : 1;    /* the connect failed at once: werr reports it
                               when the loop comes round, as libuv does */
-  uv_poll_t h;             /* on fd; its data is the scheduler */
+  uv_poll_t h;             /* on the descriptor (block_fd); its data is
+                              the scheduler */
 } Tcp;
+
+/* The bytes the last receive left buffered (the buffer's spare word):
+** dirty() as in LuaSocket, where bytes read ahead since then would still be
+** in the kernel. */
+#define LEFTOVER(c) ((c)->buf.spare)
 
 /* The scheduler of block c. */
 #define SCHED(c) ((tsk_Sched *)(c)->h.data)
@@ -229,7 +231,6 @@ static int block_new(tsk_Sched *S, int family, int fd, Tcp **out) {
     if (made) close(fd);
     return r;
   }
-  c->fd = fd;
   c->family = (unsigned char)family;
   c->h.data = S;  /* (SCHED; and it marks our stream handles) */
   tsk_handle_opened(S, (uv_handle_t *)&c->h);
@@ -243,10 +244,14 @@ int tsk_stream_readahead(tsk_Sched *S, uv_handle_t *h) {
   ** have theirs) */
   if (h->type != UV_POLL || h->data != S || uv_is_closing(h)) return 0;
   c = BLOCK(h);
-  return tsk_buf_len(&c->buf) > c->leftover || c->rerr != 0;
+  return tsk_buf_len(&c->buf) > LEFTOVER(c) || c->rerr != 0;
 }
 
-static int block_fd(Tcp *c) { return c ? c->fd : -1; }
+/* The descriptor of c, or -1 (none, or c is closing). */
+static int block_fd(Tcp *c) {
+  uv_os_fd_t fd;
+  return c != NULL && uv_fileno((const uv_handle_t *)&c->h, &fd) == 0 ? (int)fd : -1;
+}
 
 /* Take the kernel's pending error of c's socket (SO_ERROR, which reading
 ** it clears): a negative code, or 0 if there is none. */
@@ -273,8 +278,7 @@ static void block_wakeall(Tcp *c) {
 /* Close c's handle, then its descriptor (unless detached): the loop polls
 ** it no more once uv_close returned. */
 static void block_shut(Tcp *c) {
-  int fd = c->fd;
-  c->fd = -1;
+  int fd = c->detached ? -1 : block_fd(c);
   tsk_handle_close(SCHED(c), (uv_handle_t *)&c->h, block_close_cb);
   if (fd >= 0) close(fd);
 }
@@ -313,13 +317,14 @@ static void lingerdone(Tcp *c) {
 static void flushnow(Tcp *c) {
   size_t left = c->req->wlen;
   const char *p = c->req->wbase;
-  if (left == 0 || c->fd < 0) return;
+  int fd = block_fd(c);
+  if (left == 0 || fd < 0) return;
   if (left <= (size_t)INT_MAX / 2) {  /* room for it all, if the kernel allows */
     int size = (int)left * 2;
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &size, (socklen_t)sizeof size);
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, (socklen_t)sizeof size);
   }
   while (left > 0) {
-    ssize_t n = send(c->fd, p, left, MSG_NOSIGNAL);
+    ssize_t n = send(fd, p, left, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     p += n;
@@ -433,16 +438,23 @@ static void pokereader(Tcp *c) {
 static int recvk(lua_State *L, int status, lua_KContext ctx);
 static void recvdone(Tcp *c);
 
+/* The head reader blocked on c->rpat, or NULL: the head of the readers
+** while it waits in a receive it began as the head (recvtry's ctx bit 0;
+** the others wait for their turn). Woken, it is out of the queue. */
+static tsk_Tasklet *headreader(Tcp *c) {
+  tsk_Tasklet *t = c->readers.head;
+  return t != NULL && t->status == TSK_BLOCKED && t->wk == recvk && (t->wctx & 1) ? t : NULL;
+}
+
 /* n bytes at p (the shared buffer; c's own is empty) settle the receive
 ** its blocked head reader waits in? Then hand it the count of bytes
 ** taken and the result string, and return that count; else 0. */
 static size_t deliver(Tcp *c, const char *p, size_t n) {
-  tsk_Tasklet *t = c->rhead;
+  tsk_Tasklet *t = headreader(c);
   lua_State *L;
   const char *prefix;
   size_t len, take, plen = 0;
-  if (t == NULL || t != c->readers.head || t->status != TSK_BLOCKED || t->wk != recvk ||
-      tsk_recv_match(&c->rpat, p, n, 0, &len, &take) != TSK_MATCH_DONE)
+  if (t == NULL || tsk_recv_match(&c->rpat, p, n, 0, &len, &take) != TSK_MATCH_DONE)
     return 0;
   L = t->L;
   if (!lua_checkstack(L, 4)) return 0;
@@ -450,7 +462,6 @@ static size_t deliver(Tcp *c, const char *p, size_t n) {
   prefix = c->rpat.kind == TSK_RECV_ANY ? NULL : lua_tolstring(t->wL, 3, &plen);
   lua_pushinteger(L, (lua_Integer)take);
   tsk_recv_push(L, &c->rpat, prefix, plen, p, len);
-  c->rhead = NULL;
   tsk_wake(t, TSK_WDONE, L, 2);
   return take;
 }
@@ -488,7 +499,7 @@ static void readready(Tcp *c) {
   readroom(c, &ub);
   if (ub.len == 0) n = UV_ENOBUFS;
   else {
-    do n = read(c->fd, ub.base, ub.len); while (n < 0 && errno == EINTR);
+    do n = read(block_fd(c), ub.base, ub.len); while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) n = n == 0 ? UV_EOF : -errno;
   }
@@ -502,7 +513,7 @@ static void readready(Tcp *c) {
 ** side ends, or the buffer reaches the high-water mark. libuv polls level-
 ** triggered, so its own read later just finds less (or EAGAIN). */
 static void pullnow(Tcp *c, size_t upto) {
-  int fd = c->fd;
+  int fd = block_fd(c);
   if (c->rerr != 0 || fd < 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
   while (tsk_buf_len(&c->buf) < upto) {
     size_t avail = 0;
@@ -582,8 +593,8 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
 /* The next reader's turn, and reading ahead again if it was paused. */
 static void recvdone(Tcp *c) {
   if (c == NULL) return;
-  c->leftover = (uint32_t)tsk_buf_len(&c->buf);
-  if (c->leftover == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
+  LEFTOVER(c) = (uint32_t)tsk_buf_len(&c->buf);
+  if (LEFTOVER(c) == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
     tsk_buf_free(&c->buf);  /* big reads ended: small ones use S->rbuf */
   if (c->readers.head != NULL) wakehead(&c->readers);
   startread(c);
@@ -592,7 +603,6 @@ static void recvdone(Tcp *c) {
 
 static void reader_cancel(tsk_Tasklet *t) {
   Tcp *c = (Tcp *)t->wobj;
-  if (c->rhead == t) c->rhead = NULL;
   wakehead(&c->readers);  /* it may be the new head: let it look */
   refresh(c);
 }
@@ -605,7 +615,6 @@ static int recvk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Recv r;
   size_t plen = 0;
   (void)status;
-  if (b->c != NULL && b->c->rhead == t) b->c->rhead = NULL;
   if (t->wresult == TSK_WDONE) {  /* read_cb made the result: taken, data */
     b->received += (double)lua_tointeger(L, -2);
     lua_pushnil(L);
@@ -697,7 +706,6 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   head = head || c->readers.head == NULL;
   if (head) {
     c->rpat = *r;
-    c->rhead = t;
     tsk_queue_pushfront(&c->readers, t);
     startread(c);
   }
@@ -812,7 +820,7 @@ static void writedone(Tcp *c, int status) {
 static void writeready(Tcp *c) {
   Req *req = c->req;
   ssize_t n;
-  do n = send(c->fd, req->wbase, req->wlen, MSG_NOSIGNAL);
+  do n = send(block_fd(c), req->wbase, req->wlen, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
   if (n < 0) {
@@ -909,7 +917,7 @@ static int sendtry(lua_State *L, Box *b, int turn) {
     return tsk_wait(L, t, left, -1, sendk);
   }
   len = (size_t)(end - start + 1);
-  do n = send(c->fd, data + start - 1, len, MSG_NOSIGNAL);
+  do n = send(block_fd(c), data + start - 1, len, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   if (n >= 0) sent = (size_t)n;
   else if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -968,7 +976,7 @@ static void connectready(Tcp *c) {
 ** by the loop; so is a Unix-domain listener's full backlog (EAGAIN). */
 static int startconnect(Tcp *c, const struct sockaddr *sa, socklen_t len) {
   int r;
-  do r = connect(c->fd, sa, len); while (r != 0 && errno == EINTR);
+  do r = connect(block_fd(c), sa, len); while (r != 0 && errno == EINTR);
   if (r != 0 && errno != EINPROGRESS) {
     if (errno != ECONNREFUSED && (errno != EAGAIN || c->family != AF_UNIX)) return -errno;
     c->werr = (int16_t)-errno;
@@ -1175,7 +1183,7 @@ static int meth_connect(lua_State *L) {
         struct sockaddr_storage ss;
         socklen_t len = (socklen_t)sizeof ss;
         if (b->c->wowner != NULL) return tsk_sock_fail(L, UV_EALREADY);
-        if (getpeername(b->c->fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (getpeername(block_fd(b->c), (struct sockaddr *)&ss, &len) == 0) {
           b->c->cstate = C_CONNECTED;  /* the kernel is done; the loop will be */
           rawconnect(b->c, NULL, 0);
           lua_pushnumber(L, 1);
@@ -1375,11 +1383,11 @@ static int meth_accept(lua_State *L) {
 ** Closing with bytes unread makes the kernel reset the connection, not
 ** end it; under LuaSocket those are the bytes that came after its last
 ** receive (the ones before were read into its buffer): here, the ones
-** read ahead beyond what that receive left (c->leftover). Linger 0 makes
+** read ahead beyond what that receive left (LEFTOVER(c)). Linger 0 makes
 ** close reset, and keeps lingerclose from delivering a write in flight,
 ** which the kernel's reset would drop too. */
 static void box_closeflush(Box *b) {
-  if (b->c != NULL && tsk_buf_len(&b->c->buf) > b->c->leftover) {
+  if (b->c != NULL && tsk_buf_len(&b->c->buf) > LEFTOVER(b->c)) {
     struct linger li;
     li.l_onoff = 1;
     li.l_linger = 0;
@@ -1432,7 +1440,7 @@ static int meth_setfd(lua_State *L) {
   int old = block_fd(b->c);
   Tcp *c;
   if (old >= 0 && old == fd) return 0;
-  if (fd < 0 && old >= 0) b->c->fd = -1;  /* detached: left open */
+  if (fd < 0 && old >= 0) b->c->detached = 1;  /* left open */
   box_close(b);
   if (fd < 0) return 0;
   if (block_new(tsk_upsched(L), AF_UNSPEC, fd, &c) != 0) return 0;
@@ -1452,7 +1460,7 @@ static int meth_setfd(lua_State *L) {
 
 static int meth_dirty(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  lua_pushboolean(L, b->c != NULL && b->c->leftover > 0 && tsk_buf_len(&b->c->buf) > 0);
+  lua_pushboolean(L, b->c != NULL && LEFTOVER(b->c) > 0 && tsk_buf_len(&b->c->buf) > 0);
   return 1;
 }
 
@@ -1491,8 +1499,8 @@ static int addrof(lua_State *L, int peer) {
   int r;
   if (b->c == NULL) return tsk_sock_fail(L, UV_EBADF);
   memset(&ss, 0, sizeof ss);
-  r = peer ? getpeername(b->c->fd, (struct sockaddr *)&ss, &len)
-           : getsockname(b->c->fd, (struct sockaddr *)&ss, &len);
+  r = peer ? getpeername(block_fd(b->c), (struct sockaddr *)&ss, &len)
+           : getsockname(block_fd(b->c), (struct sockaddr *)&ss, &len);
   if (r != 0) return tsk_sock_fail(L, -errno);
   r = tsk_addr_push(L, (struct sockaddr *)&ss, !peer);
   if (r == 3 && b->family == AF_UNSPEC) {  /* LuaSocket names the socket's */
