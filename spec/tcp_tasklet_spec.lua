@@ -145,6 +145,27 @@ describe("receive in tasklets", function()
     end)
   end)
 
+  -- The socket polls its descriptor level-triggered: once the read side
+  -- ended, a poll left on would fire at every turn of the loop.
+  it("costs no CPU once the peer's end was received and the socket stays open", function()
+    local srv, port = server()
+    run(function()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local s = assert(srv:accept())
+      assert(c:send("x"))
+      c:close()
+      assert.equal("x", s:receive(1))
+      assert.same({nil, "closed", ""}, {s:receive()})
+      local t0 = os.clock()
+      ts.sleep(0.5)
+      local cpu = os.clock() - t0
+      assert.same({nil, "closed", ""}, {s:receive()})
+      s:close()
+      srv:close()
+      assert.is_true(cpu < 0.2, "CPU seconds while it slept: " .. cpu)
+    end)
+  end)
+
   it("receiveany returns what is there as soon as anything is", function()
     run(function()
       local srv, port = server()
