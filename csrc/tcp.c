@@ -851,7 +851,9 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
   if (t->wresult == TSK_WOK && b->c != NULL) {
     int err = b->c->werr;
     if (err == 0) return sendresult(L, b, start, end, (size_t)(end - start + 1), 0);
-    return sendresult(L, b, start, end, (size_t)ctx, err);
+    /* what the kernel took, as LuaSocket counts: all but what the write
+    ** in flight had left (the next writer runs after this one) */
+    return sendresult(L, b, start, end, (size_t)(end - start + 1) - b->c->req->wlen, err);
   }
   if (t->wresult == TSK_WTIMEOUT)  /* the rest is committed: it will go out */
     return sendresult(L, b, start, end, (size_t)(end - start + 1), TSK_WTIMEOUT);

@@ -152,6 +152,33 @@ describe("a peer that resets the connection", function()
     end)
   end)
 
+  -- LuaSocket counts what send(2) took before the error. The peer read
+  -- 8 MiB before its reset, so at least that much was taken, more than
+  -- the kernel takes at once (about 4 MiB on loopback): the part written
+  -- while the send waited counts too.
+  it("mid-send: the partial count is what the kernel took, past what the peer read", function()
+    F.run(function()
+      local HUGE = string.rep(BIG, 4)
+      local READ = 8 * 1024 * 1024
+      local c, a = F.pair()
+      local peer = ts.spawn(function()
+        a:settimeout(F.time(5))
+        local got = 0
+        while got < READ do
+          got = got + #assert(a:receive(math.min(65536, READ - got)))
+        end
+        F.reset(a)
+      end)
+      c:settimeout(F.time(5))
+      local last, err, partial = c:send(HUGE)
+      assert.is_nil(last)
+      assert.equal("closed", err)
+      assert.is_true(partial >= READ and partial < #HUGE, "partial count " .. partial)
+      assert(peer:join())
+      c:close()
+    end)
+  end)
+
   it("from LuaSocket in another process: the server sees 'closed' and keeps serving", function()
     F.run(function()
       local before = F.snapshot()
