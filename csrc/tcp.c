@@ -510,8 +510,8 @@ static void readready(Tcp *c) {
 ** kernel itself, as LuaSocket's recv does, instead of seeing only what the
 ** loop read ahead: a script polling with settimeout(0) in the main chunk
 ** never runs the loop. Reads until the kernel has nothing more, the read
-** side ends, or the buffer reaches the high-water mark. libuv polls level-
-** triggered, so its own read later just finds less (or EAGAIN). */
+** side ends, or the buffer reaches the high-water mark. The poll is level-
+** triggered, so the loop's read later just finds less (or EAGAIN). */
 static void pullnow(Tcp *c, size_t upto) {
   int fd = block_fd(c);
   if (c->rerr != 0 || fd < 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
@@ -861,13 +861,13 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /*
-** A send that may not wait while libuv's connect request is out. The
-** kernel may be connected already (on loopback a connect completes at
-** once), and then LuaSocket's send(2) goes out; so does this one, past
-** libuv, which has nothing queued. While the connect is in progress the
-** kernel says EAGAIN ("timeout"); after a failed one whose error was
-** taken, EPIPE ("closed"). An error it reports now is the connect's,
-** taken from the kernel here: libuv will read none (C_STOLEN).
+** A send that may not wait while the connect is watched (busy B_CONNECT).
+** The kernel may be connected already (on loopback a connect completes at
+** once), and then LuaSocket's send(2) goes out; so does this one, as
+** nothing is queued. While the connect is in progress the kernel says
+** EAGAIN ("timeout"); after a failed one whose error was taken, EPIPE
+** ("closed"). An error it reports now is the connect's, taken from the
+** kernel here: connectready will read none (C_STOLEN).
 */
 static int sendnow(lua_State *L, Box *b, const char *data, long start, long end) {
   Tcp *c = b->c;
@@ -1015,7 +1015,7 @@ static void io_cb(uv_poll_t *p, int status, int events) {
 }
 
 /* A TCP connect in flight that the kernel has refused: take its error
-** (SO_ERROR) as a LuaSocket script would, before libuv does. Returns the
+** (SO_ERROR) as a LuaSocket script would, before the loop does. Returns the
 ** error (negative) and moves c to C_STOLEN, or 0 if it has not failed. */
 static int steal(Tcp *c) {
   int err;
@@ -1039,7 +1039,7 @@ static int takeerror(Tcp *c) {
 }
 
 /* connect(2) on c's descriptor, as LuaSocket calls it when a script asks
-** again: libuv learned the outcome with getsockopt, so the kernel still
+** again: the loop learned the outcome with getsockopt, so the kernel still
 ** holds the socket as "connecting". Returns 0 or a negative errno. With
 ** sa NULL: the peer's address if connected, else AF_UNSPEC (forget the
 ** failed attempt, so the next one starts afresh). Not for Unix domain. */
@@ -1154,8 +1154,8 @@ static int resolvedk(lua_State *L, int status, lua_KContext ctx) {
     return 1;
   }
   if (b->c != NULL && b->c->cstate == C_LIMBO) {
-    /* libuv's request still waits for the descriptor to be writable and
-    ** then reads SO_ERROR: connect(2) again, and it reports this attempt */
+    /* the watch still waits for the descriptor to be writable and then
+    ** reads SO_ERROR: connect(2) again, and it reports this attempt */
     const struct addrinfo *ai = tsk_addr_list(L, 4);
     int r = ai != NULL ? rawconnect(b->c, ai->ai_addr, ai->ai_addrlen) : UV_EAI_NONAME;
     if (r == 0) {
@@ -1255,8 +1255,8 @@ static int meth_bind(lua_State *L) {
 }
 
 /*
-** A server accepts with accept(2) itself, as LuaSocket does, and watches
-** its descriptor with a uv_poll_t (lis) of its own. libuv's uv_listen
+** A server accepts with accept(2) itself, as LuaSocket does, its block's
+** poll watching for connections (lis_cb). libuv's uv_listen
 ** would accept ahead of any accept() call and, out of descriptors, accept
 ** and drop what LuaSocket leaves queued in the kernel (its "EMFILE
 ** trick"). The watch is started while anyone waits; an event that finds
@@ -1433,8 +1433,7 @@ static int meth_getfd(lua_State *L) {
 /*
 ** sock:setfd(fd): adopt the descriptor fd (the socket's own is closed
 ** first). setfd(-1) detaches the descriptor: it stays open, and the
-** socket no longer owns it (libuv closes a handle's fd, so it is duplicated
-** back onto its number).
+** socket no longer owns it (closing the block leaves it open).
 */
 static int meth_setfd(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
@@ -1547,7 +1546,7 @@ static int get_error(lua_State *L, int fd, void *obj) {
       lua_pushstring(L, tsk_sock_strerror(err));
       return 1;
     }
-    /* taken already, or libuv will read SO_ERROR itself */
+    /* taken already, or connectready will read SO_ERROR itself */
     if (c->cstate == C_FAILED || c->cstate == C_STOLEN || c->cstate == C_PENDING) {
       lua_pushnil(L);
       return 1;
