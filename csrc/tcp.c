@@ -975,12 +975,12 @@ static void connectready(Tcp *c) {
 
 /* Start connecting c to sa: 0, and connectready reports the outcome, or a
 ** negative errno. As libuv does, a connection refused at once is reported
-** by the loop; so is a Unix-domain listener's full backlog (EAGAIN). */
+** by the loop. */
 static int startconnect(Tcp *c, const struct sockaddr *sa, socklen_t len) {
   int r;
   do r = connect(block_fd(c), sa, len); while (r != 0 && errno == EINTR);
   if (r != 0 && errno != EINPROGRESS) {
-    if (errno != ECONNREFUSED && (errno != EAGAIN || c->family != AF_UNIX)) return -errno;
+    if (errno != ECONNREFUSED) return -errno;
     c->werr = (int16_t)-errno;
     c->delayed = 1;
   }
@@ -1755,8 +1755,7 @@ static int meth_uconnect(lua_State *L) {
     default: break;
   }
   /* a Unix-domain connect is done or refused at once, unless the
-  ** listener's backlog is full (EAGAIN): then it is tried once more, and
-  ** the loop reports how that went, as under libuv's uv_pipe_connect */
+  ** listener's backlog is full (EAGAIN) */
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
   memcpy(sa.sun_path, path, strlen(path));
@@ -1771,14 +1770,36 @@ static int meth_uconnect(lua_State *L) {
     lua_pushnumber(L, 1);
     return 1;
   }
-  if (errno != EAGAIN && errno != EINPROGRESS) {
-    r = -errno;
-    box_close(b);
-    return tsk_sock_fail(L, r);
+  r = -errno;
+  if (r == -EAGAIN || r == -EINPROGRESS) {
+    /* LuaSocket's socket_connect: "timeout" if it may not wait, else it
+    ** polls for the outcome, and an unconnected descriptor is writable
+    ** at once: success, unless it polls readable or in error and a recv
+    ** of 0 bytes fails (a send then says "Transport endpoint is not
+    ** connected") */
+    struct pollfd p;
+    char ch;
+    p.fd = block_fd(b->c);
+    p.events = POLLIN | POLLOUT;
+    p.revents = 0;
+    if (waittime(b) == 0) r = TSK_WTIMEOUT;
+    else if (r == -EAGAIN && poll(&p, 1, 0) > 0) {
+      if (!(p.revents & (POLLIN | POLLERR)) || recv(p.fd, &ch, 0, 0) == 0) {
+        b->c->cstate = C_CONNECTED;
+        setrole(L, 1, b, R_CLIENT);
+        lua_pushnumber(L, 1);
+        return 1;
+      }
+      r = -errno;
+    }
+    else {  /* in progress: the loop reports how it went */
+      tsk_checkblock(L, S);
+      if ((r = startconnect(b->c, (struct sockaddr *)&sa, len)) != 0) return tsk_sock_fail(L, r);
+      return waitconnect(L, b, -1);
+    }
   }
-  tsk_checkblock(L, S);
-  if ((r = startconnect(b->c, (struct sockaddr *)&sa, len)) != 0) return tsk_sock_fail(L, r);
-  return waitconnect(L, b, -1);
+  box_close(b);  /* as LuaSocket's, on any failure */
+  return tsk_sock_fail(L, r);
 }
 
 /* unix:bind(path) */

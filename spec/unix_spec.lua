@@ -129,6 +129,33 @@ describe("socket.unix (differential)", function()
     end)
   end)
 
+  -- Past a full backlog connect(2) says EAGAIN: LuaSocket then fails with
+  -- "timeout" (and closes) if it may not wait, else polls the descriptor,
+  -- which, unconnected, is writable at once: it says connected, and only
+  -- the next calls find out.
+  it("connects past a full backlog as LuaSocket does", function()
+    same(function(unix, _, note)
+      local p = tmppath()
+      local s = unix()
+      assert(s:bind(p))
+      assert(s:listen(0))
+      local first = unix()
+      note(first:connect(p))
+      local d = unix()
+      d:settimeout(0)
+      note(d:connect(p))
+      note(tostring(d):match("^[^:]*"), d:getfd() >= 0)
+      note(d:connect(p))
+      local c = unix()
+      c:settimeout(0.5)
+      note(c:connect(p))
+      note(tostring(c):match("^[^:]*"))
+      note(c:send("x"))
+      note(c:receive(1))
+      c:close() d:close() first:close() s:close() os.remove(p)
+    end)
+  end)
+
   it("raises class errors like LuaSocket", function()
     same(function(unix, _, note)
       local m = unix()
