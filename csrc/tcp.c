@@ -106,6 +106,7 @@ typedef struct Tcp {
   unsigned bulk : 1;       /* reads come big: read into buf, not S->rbuf */
   unsigned delayed : 1;    /* the connect failed at once: werr reports it
                               when the loop comes round, as libuv does */
+  unsigned wwatch : 1;     /* a select waits for it to be writable */
   uv_poll_t h;             /* on the descriptor (block_fd); its data is
                               the scheduler */
 } Tcp;
@@ -193,7 +194,8 @@ static void io_cb(uv_poll_t *p, int status, int events);
 /* Poll for what c needs now: readable while it reads ahead, writable while
 ** a connect or write is in flight. (A server's watch is refresh's.) */
 static void repoll(Tcp *c) {
-  unsigned want = (c->reading ? UV_READABLE : 0) | (c->busy != B_NONE ? UV_WRITABLE : 0);
+  unsigned want = (c->reading ? UV_READABLE : 0) |
+                  (c->busy != B_NONE || c->wwatch ? UV_WRITABLE : 0);
   if (want == c->polled || c->listening || uv_is_closing((uv_handle_t *)&c->h)) return;
   if (want == 0) uv_poll_stop(&c->h);
   else if (uv_poll_start(&c->h, (int)want, io_cb) != 0) return;
@@ -1003,6 +1005,10 @@ static void io_cb(uv_poll_t *p, int status, int events) {
       writeready(c);
       if (uv_is_closing((uv_handle_t *)p)) return;  /* it lingered for that */
     }
+    else if (c->wwatch) {  /* room in the kernel: its select looks again */
+      c->wwatch = 0;
+      tsk_watch_fire(c->watchers);
+    }
   }
   if ((events & UV_READABLE) && c->reading) {
     readready(c);
@@ -1607,13 +1613,15 @@ static int tcp_ready(lua_State *L, int idx, int write) {
   Box *b = (Box *)lua_touserdata(L, idx);
   Tcp *c = b->c;
   if (c == NULL) return 1;
-  if (c->listening)
-    return !write && (c->pending || c->rerr != 0 || pollnow(block_fd(c), 0));
+  /* a server: the kernel's queue says (c->pending may be stale: the
+  ** connection it saw may have been accepted since) */
+  if (c->listening) return !write && (c->rerr != 0 || pollnow(block_fd(c), 0));
   switch (c->cstate) {
     case C_PENDING: return 0;
     case C_FAILED: case C_STOLEN: return 1;
     case C_DONE: case C_CONNECTED:
-      if (write) return !c->busy;
+      /* writable: nothing in flight and room in the kernel */
+      if (write) return !c->busy && pollnow(block_fd(c), 1);
       /* bytes the loop has not read yet count too, as for LuaSocket's
       ** poll: select may return at once for another object */
       return tsk_buf_len(&c->buf) > 0 || c->rerr != 0 || pollnow(block_fd(c), 0);
@@ -1630,6 +1638,10 @@ static int tcp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
     return 1;
   tsk_watch_link(&c->watchers, w, c);
   if (!write && !c->listening) startread(c);
+  else if (write && !c->listening) {  /* (in flight: its end fires them) */
+    c->wwatch = 1;
+    repoll(c);
+  }
   refresh(c);
   return 0;
 }
@@ -1637,6 +1649,10 @@ static int tcp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
 static void tcp_unwatch(tsk_Watch *w) {
   Tcp *c = (Tcp *)w->obj;
   tsk_watch_unlink(w);
+  if (c->watchers == NULL && c->wwatch) {
+    c->wwatch = 0;
+    repoll(c);
+  }
   refresh(c);
 }
 
@@ -1845,6 +1861,7 @@ static int meth_usetfd(lua_State *L) {
   int fd = tsk_num2int(luaL_checknumber(L, 2));
   Tcp *c;
   if (fd == block_fd(b->c)) return 0;
+  if (fd < 0 && b->c != NULL) b->c->detached = 1;  /* left open, as TCP's */
   box_close(b);
   if (fd < 0 || block_new(tsk_upsched(L), AF_UNIX, fd, &c) != 0) return 0;
   {

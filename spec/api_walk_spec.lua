@@ -336,13 +336,14 @@ local function runall(calls)
   return out
 end
 
--- Take back a descriptor that setfd(-1) handed over (TCP and UDP keep it
--- open for the caller, as LuaSocket): adopt it in a new socket, close that.
+-- Take back a descriptor that setfd(-1) handed over (TCP, Unix-domain
+-- streams and UDP keep it open for the caller, as LuaSocket): adopt it in a
+-- new socket, close that.
 local function takeback(obj, fd)
   if fd < 0 or obj:getfd() == fd then return end
   local k = kind(classof(obj))
-  local s = k == "udp" and socket.udp() or k == "stream" and not classof(obj):match("^unix")
-            and socket.tcp()
+  local s = k == "udp" and socket.udp()
+            or k == "stream" and (classof(obj):match("^unix") and unix.stream() or socket.tcp())
   if k == "unixdgram" then  -- its setfd lets its own descriptor go: have none
     s = unix.dgram()
     s:close()

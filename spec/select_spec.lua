@@ -21,11 +21,16 @@ local function shape(note, r, w, err, names)
   for i, o in ipairs(w) do note("w", i, names[o] or "?", w[o]) end
 end
 
+-- the same, with select's three results as the last arguments
+local function shape3(note, names, r, w, err)
+  shape(note, r, w, err, names)
+end
+
 describe("socket.select (differential)", function()
   it("gives {}, {}, 'timeout' when nothing is ready", function()
     same(function(socket, note)
       local c, a, srv = H.pair(socket)
-      shape(note, socket.select({ a, srv }, nil, 0.05), nil, nil, {})
+      shape3(note, {}, socket.select({ a, srv }, nil, 0.05))
       local r, w, e = socket.select({ a, srv }, {}, 0)
       shape(note, r, w, e, {})
       c:close(); a:close(); srv:close()
@@ -34,7 +39,7 @@ describe("socket.select (differential)", function()
 
   it("gives empty tables and 'timeout' for nil or empty lists", function()
     same(function(socket, note)
-      shape(note, socket.select(nil, nil, 0.01), nil, nil, {})
+      shape3(note, {}, socket.select(nil, nil, 0.01))
       local r, w, e = socket.select({}, {}, 0)
       shape(note, r, w, e, {})
     end)
@@ -75,11 +80,52 @@ describe("socket.select (differential)", function()
     same(function(socket, note)
       local srv = assert(socket.bind("127.0.0.1", 0))
       local _, port = srv:getsockname()
-      shape(note, socket.select({ srv }, nil, 0), nil, nil, {})
+      shape3(note, {}, socket.select({ srv }, nil, 0))
       local c = assert(socket.connect("127.0.0.1", port))
       local r, w, e = socket.select({ srv }, { srv }, 2)
       shape(note, r, w, e, { [srv] = "srv" })
       c:close(); srv:close()
+    end)
+  end)
+
+  -- LuaSocket asks poll(2): a socket whose send buffer is full is not
+  -- writable, and a loop of select then send does not spin.
+  it("reports a client whose send buffer is full not writable", function()
+    same(function(socket, note)
+      local c, a, srv = H.pair(socket)
+      c:settimeout(0)
+      local big = string.rep("x", 1024 * 1024)
+      local full = false
+      for _ = 1, 64 do
+        local _, err = c:send(big)
+        if err == "timeout" then full = true break end
+      end
+      note(full)
+      local r, w, e = socket.select(nil, { c }, 0)
+      shape(note, r, w, e, { [c] = "c" })
+      r, w, e = socket.select(nil, { c }, 0.05)
+      shape(note, r, w, e, { [c] = "c" })
+      note(select(2, c:send("y")))
+      c:close(); a:close(); srv:close()
+    end)
+  end)
+
+  -- The connection the server saw is gone once accepted: not readable.
+  it("reports a server not readable once its one waiting connection is accepted", function()
+    same(function(socket, note)
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local _, port = srv:getsockname()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local r = socket.select({ srv }, nil, 2)
+      note(r[srv] ~= nil)
+      local a = assert(srv:accept())
+      local r2, w, e = socket.select({ srv }, nil, 0)
+      shape(note, r2, w, e, { [srv] = "srv" })
+      srv:settimeout(0)
+      note(srv:accept())
+      r2, w, e = socket.select({ srv }, nil, 0)
+      shape(note, r2, w, e, { [srv] = "srv" })
+      a:close(); c:close(); srv:close()
     end)
   end)
 
@@ -148,7 +194,7 @@ describe("socket.select (differential)", function()
     same(function(socket, note)
       local c, a, srv = H.pair(LS)  -- foreign descriptors in both runs
       local obj = { getfd = function() return a:getfd() end, dirty = function() return false end }
-      shape(note, socket.select({ obj }, nil, 0.02), nil, nil, {})
+      shape3(note, {}, socket.select({ obj }, nil, 0.02))
       assert(c:send("x"))
       local r, w, e = socket.select({ obj }, { obj }, 2)
       shape(note, r, w, e, { [obj] = "obj" })
@@ -238,6 +284,28 @@ describe("socket.select in tasklets", function()
     ts.run()
     assert.equal(5, ticks)
     assert.is_true(got)
+    c:close(); a:close(); srv:close()
+  end)
+
+  it("wakes a select for writing when the peer makes room in a full send buffer", function()
+    local c, a, srv = H.pair(S)
+    c:settimeout(0)
+    local big = string.rep("x", 1024 * 1024)
+    repeat local _, err = c:send(big) until err == "timeout"
+    local got, drained
+    ts.spawn(function()
+      local _, w, err = S.select(nil, { c }, 5)
+      got = { w[c] ~= nil, err }
+    end)
+    ts.spawn(function()
+      a:settimeout(0)
+      ts.sleep(0.05)
+      drained = got == nil  -- the select still waits while the buffer is full
+      repeat local s = a:receive(65536) until not s
+    end)
+    ts.run()
+    assert.is_true(drained)
+    assert.same({ true, nil }, got)
     c:close(); a:close(); srv:close()
   end)
 
