@@ -107,6 +107,7 @@ typedef struct Tcp {
   unsigned delayed : 1;    /* the connect failed at once: werr reports it
                               when the loop comes round, as libuv does */
   unsigned wwatch : 1;     /* a select waits for it to be writable */
+  unsigned shutrd : 1;     /* shutdown("receive"): an end read is not final */
   uv_poll_t h;             /* on the descriptor (block_fd); its data is
                               the scheduler */
 } Tcp;
@@ -665,6 +666,15 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
     else
       m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
                          c->rerr != 0, &len, &take);
+    if (c->rerr == UV_EOF && c->shutrd && (m != TSK_MATCH_DONE || r->kind == TSK_RECV_ALL)) {
+      /* after our shutdown("receive") the kernel says end while its queue
+      ** is empty, but Linux still queues what the peer sends: ask again,
+      ** as each recv of LuaSocket's does (a peer's end is final) */
+      c->rerr = 0;
+      pullnow(c, tsk_buf_len(&c->buf) + TCP_HIGHWATER);
+      m = tsk_recv_match(r, tsk_buf_ptr(&c->buf), tsk_buf_len(&c->buf),
+                         c->rerr != 0, &len, &take);
+    }
     while (m == TSK_MATCH_MORE && left == 0 && c->rerr == 0) {
       /* as far as the pattern needs, as LuaSocket's recv loop goes, a
       ** read-ahead's worth at a time while the kernel has more */
@@ -1425,7 +1435,7 @@ static int meth_shutdown(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_CLIENT);
   int i = luaL_checkoption(L, 2, "both", how);
   int fd = block_fd(b->c);
-  if (fd >= 0) shutdown(fd, shut[i]);
+  if (fd >= 0 && shutdown(fd, shut[i]) == 0 && shut[i] != SHUT_WR) b->c->shutrd = 1;
   lua_pushnumber(L, 1);
   return 1;
 }
