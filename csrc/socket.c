@@ -571,8 +571,8 @@ void tsk_handle_waiting(uv_handle_t *h, int waiting) {
 }
 
 int tsk_handle_fd(const uv_handle_t *h) {
-  uv_os_fd_t fd;
-  if (h == NULL || uv_is_closing(h) || uv_fileno(h, &fd) != 0) return -1;
+  uv_os_fd_t fd;  /* (uv_fileno says EBADF for a closing handle) */
+  if (h == NULL || uv_fileno(h, &fd) != 0) return -1;
   return (int)fd;
 }
 

@@ -252,8 +252,7 @@ int tsk_stream_readahead(tsk_Sched *S, uv_handle_t *h) {
 
 /* The descriptor of c, or -1 (none, or c is closing). */
 static int block_fd(Tcp *c) {
-  uv_os_fd_t fd;
-  return c != NULL && uv_fileno((const uv_handle_t *)&c->h, &fd) == 0 ? (int)fd : -1;
+  return c ? tsk_handle_fd((const uv_handle_t *)&c->h) : -1;
 }
 
 /* Take the kernel's pending error of c's socket (SO_ERROR, which reading
