@@ -617,7 +617,7 @@ static int recvk(lua_State *L, int status, lua_KContext ctx) {
   tsk_Recv r;
   size_t plen = 0;
   (void)status;
-  if (t->wresult == TSK_WDONE) {  /* read_cb made the result: taken, data */
+  if (t->wresult == TSK_WDONE) {  /* deliver made the result: taken, data */
     b->received += (double)lua_tointeger(L, -2);
     lua_pushnil(L);
     lua_pushnil(L);
@@ -1288,14 +1288,9 @@ static void lis_cb(uv_poll_t *p, int status, int events) {
 }
 
 /* Make c, whose descriptor listens, a server block: its handle watches
-** for connections from now on. */
-static void startlisten(Tcp *c) {
-  c->reading = 0;
-  c->busy = B_NONE;
-  if (c->polled) uv_poll_stop(&c->h);
-  c->polled = 0;
-  c->listening = 1;
-}
+** for connections from now on (a master's never polled before: it has
+** not read, written or connected). */
+static void startlisten(Tcp *c) { c->listening = 1; }
 
 /* master:listen([backlog]) */
 static int meth_listen(lua_State *L) {
