@@ -357,17 +357,10 @@ void tsk_timeout_init(tsk_Timeout *tm, double block, double total) {
   tm->start = 0;
 }
 
-void tsk_timeout_markstart(tsk_Timeout *tm) {
-  if (tm->total >= 0) tm->start = tsk_now();
-}
-
-/* As LuaSocket's timeout_get, NaN included (settimeout keeps it): a NaN
-** block alone is 0 (its MAX(NaN, 0)), beside a total the total rules
-** (MIN(NaN, t) is t), and a NaN total is 0. */
-double tsk_timeout_left(const tsk_Timeout *tm) {
-  double t;
-  if (tm->total < 0) return tm->block != tm->block ? 0 : tm->block;  /* < 0: forever */
-  t = tm->total - (tsk_now() - tm->start);
+/* (socket.h) Beside a total the total rules where the block is NaN (MIN(NaN,
+** t) is t), and a NaN total is 0. */
+double tsk_timeout_totalleft(const tsk_Timeout *tm) {
+  double t = tm->total - (tsk_now() - tm->start);
   if (!(t > 0)) t = 0;  /* (NaN too) */
   if (tm->block < 0) return t;
   return tm->block < t ? tm->block : t;

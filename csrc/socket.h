@@ -138,11 +138,22 @@ typedef struct tsk_Timeout {
 void tsk_timeout_init(tsk_Timeout *tm, double block, double total);
 
 /* Mark the start of a call (for the total bound). */
-void tsk_timeout_markstart(tsk_Timeout *tm);
+static inline void tsk_timeout_markstart(tsk_Timeout *tm) {
+  if (tm->total >= 0) tm->start = tsk_now();
+}
+
+/* tsk_timeout_left with a total bound (socket.c). */
+double tsk_timeout_totalleft(const tsk_Timeout *tm);
 
 /* Seconds the next wait may last: < 0 forever, 0 not at all (fail with
-** "timeout" at once). LuaSocket's timeout_getretry. */
-double tsk_timeout_left(const tsk_Timeout *tm);
+** "timeout" at once). LuaSocket's timeout_getretry. Inline: every send and
+** receive asks, and most sockets have no total bound. As LuaSocket's
+** timeout_get, NaN included (settimeout keeps it): a NaN block alone is 0
+** (its MAX(NaN, 0)). */
+static inline double tsk_timeout_left(const tsk_Timeout *tm) {
+  if (tm->total < 0) return tm->block != tm->block ? 0 : tm->block;  /* < 0: forever */
+  return tsk_timeout_totalleft(tm);
+}
 
 /* Is the timeout zero (non-blocking), i.e. must a call fail at once? */
 int tsk_timeout_iszero(const tsk_Timeout *tm);

@@ -750,8 +750,10 @@ static int meth_receive(lua_State *L) {
 /* sock:receiveany(max): 1..max bytes as soon as any are there. */
 static int meth_receiveany(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_CLIENT);
-  lua_Integer max = luaL_checkinteger(L, 2);
+  int isint;
+  lua_Integer max = lua_tointegerx(L, 2, &isint);
   tsk_Recv r;
+  if (!isint) max = luaL_checkinteger(L, 2);  /* raises, as it says why */
   luaL_argcheck(L, max > 0, 2, "bad max argument");
   tsk_timeout_markstart(&b->tm);
   r.kind = TSK_RECV_ANY;
@@ -770,7 +772,8 @@ static int meth_receiveany(lua_State *L) {
 /* LuaSocket's index arithmetic: [start, end] of data (1-based). */
 static void sendrange(lua_State *L, size_t size, long *start, long *end) {
   long i, j;
-  if (lua_type(L, 3) <= LUA_TNIL && lua_type(L, 4) <= LUA_TNIL) {  /* the whole */
+  if (lua_gettop(L) < 3 ||
+      (lua_type(L, 3) <= LUA_TNIL && lua_type(L, 4) <= LUA_TNIL)) {  /* the whole */
     *start = 1;
     *end = (long)size;
     return;
