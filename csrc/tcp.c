@@ -107,6 +107,8 @@ typedef struct Tcp {
   unsigned delayed : 1;    /* the connect failed at once: werr reports it
                               when the loop comes round, as libuv does */
   unsigned wwatch : 1;     /* a select waits for it to be writable */
+  unsigned rwatch : 1;     /* a select waits for it to be readable */
+  unsigned kready : 1;     /* the poll saw bytes (or the end) nobody read yet */
   unsigned shutrd : 1;     /* shutdown("receive"): an end read is not final */
   uv_poll_t h;             /* on the descriptor (block_fd); its data is
                               the scheduler */
@@ -498,6 +500,7 @@ static void readdone(Tcp *c, ssize_t nread, const uv_buf_t *ub) {
 static void readready(Tcp *c) {
   uv_buf_t ub;
   ssize_t n;
+  c->kready = 0;
   readroom(c, &ub);
   if (ub.len == 0) n = UV_ENOBUFS;
   else {
@@ -516,6 +519,7 @@ static void readready(Tcp *c) {
 ** triggered, so the loop's read later just finds less (or EAGAIN). */
 static void pullnow(Tcp *c, size_t upto) {
   int fd = block_fd(c);
+  c->kready = 0;  /* (what it read, or found gone, the kernel says next) */
   if (c->rerr != 0 || fd < 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
   while (tsk_buf_len(&c->buf) < upto) {
     size_t avail = 0;
@@ -598,8 +602,10 @@ static void recvdone(Tcp *c) {
   LEFTOVER(c) = (uint32_t)tsk_buf_len(&c->buf);
   if (LEFTOVER(c) == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
     tsk_buf_free(&c->buf);  /* big reads ended: small ones use S->rbuf */
-  if (c->readers.head != NULL) wakehead(&c->readers);
-  startread(c);
+  if (c->readers.head != NULL) {
+    wakehead(&c->readers);
+    startread(c);  /* if the high-water mark had paused it */
+  }
   refresh(c);
 }
 
@@ -660,6 +666,8 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
     return recvfail(L, b, r, tsk_sock_strerror(m), 0);
   left = waittime(b);
   if (head || c->readers.head == NULL) {
+    if (c->kready)  /* the poll saw bytes while nobody received: one read */
+      pullnow(c, tsk_buf_len(&c->buf) + 1);  /* now, as the loop's would be */
     if (tsk_buf_len(&c->buf) == 0 && c->rerr == 0)  /* the usual wait */
       m = TSK_MATCH_MORE, len = take = 0;
     else
@@ -1023,6 +1031,22 @@ static void io_cb(uv_poll_t *p, int status, int events) {
     }
   }
   if ((events & UV_READABLE) && c->reading) {
+    if (c->readers.head == NULL) {
+      /* nobody receives: what came stays in the kernel, as under LuaSocket
+      ** (a descriptor handed on, a wrap, a close's reset find it there);
+      ** a select waiting for it looks again, else polling stops here (it
+      ** went on after the last receive: that spares a stop and a start
+      ** between two receives, the usual case) */
+      c->kready = 1;
+      if (c->rwatch) {
+        c->rwatch = 0;
+        tsk_watch_fire(c->watchers);
+      }
+      else
+        c->reading = 0;
+      repoll(c);
+      return;
+    }
     readready(c);
     /* the read side ended: its tasklet usually closes the socket in this
     ** turn, which stops the poll anyway; else the next (level-triggered)
@@ -1631,7 +1655,7 @@ static int tcp_ready(lua_State *L, int idx, int write) {
       if (write) return !c->busy && pollnow(block_fd(c), 1);
       /* bytes the loop has not read yet count too, as for LuaSocket's
       ** poll: select may return at once for another object */
-      return tsk_buf_len(&c->buf) > 0 || c->rerr != 0 || pollnow(block_fd(c), 0);
+      return tsk_buf_len(&c->buf) > 0 || c->rerr != 0 || c->kready || pollnow(block_fd(c), 0);
     default: return pollnow(block_fd(c), write);  /* idle: the kernel knows */
   }
 }
@@ -1644,7 +1668,10 @@ static int tcp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
       c->cstate != C_PENDING && c->cstate != C_DONE && c->cstate != C_CONNECTED)
     return 1;
   tsk_watch_link(&c->watchers, w, c);
-  if (!write && !c->listening) startread(c);
+  if (!write && !c->listening) {
+    c->rwatch = 1;
+    startread(c);
+  }
   else if (write && !c->listening) {  /* (in flight: its end fires them) */
     c->wwatch = 1;
     repoll(c);
@@ -1656,6 +1683,7 @@ static int tcp_watch(lua_State *L, int idx, int write, tsk_Watch *w) {
 static void tcp_unwatch(tsk_Watch *w) {
   Tcp *c = (Tcp *)w->obj;
   tsk_watch_unlink(w);
+  if (c->watchers == NULL) c->rwatch = 0;  /* (reading stops at its next event) */
   if (c->watchers == NULL && c->wwatch) {
     c->wwatch = 0;
     repoll(c);
