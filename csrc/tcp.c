@@ -870,15 +870,27 @@ static int sendk(lua_State *L, int status, lua_KContext ctx) {
     if (t->wresult == TSK_WOK && b->c != NULL) return sendtry(L, b, 1);
     return sendresult(L, b, start, end, 0, b->c ? t->wresult : TSK_WCLOSED);
   }
-  if (t->wresult == TSK_WOK && b->c != NULL) {
-    int err = b->c->werr;
-    if (err == 0) return sendresult(L, b, start, end, (size_t)(end - start + 1), 0);
+  if ((t->wresult == TSK_WOK || t->wresult == TSK_WTIMEOUT) && b->c != NULL) {
+    Tcp *c = b->c;
+    size_t len = (size_t)(end - start + 1);
+    int err;
+    if (t->wresult == TSK_WTIMEOUT && c->busy == B_WRITE) {
+      /* its own write (the next writer waits for this one to run): it
+      ** stops at the deadline, as LuaSocket's send does; what the kernel
+      ** has not taken is not sent */
+      size_t rest = c->req->wlen;
+      SCHED(c)->bytesout -= rest;
+      writedone(c, 0);
+      repoll(c);
+      return sendresult(L, b, start, end, len - rest, TSK_WTIMEOUT);
+    }
+    /* done: woken by its end, or it ended in the turn its time ran out */
+    err = c->werr;
+    if (err == 0) return sendresult(L, b, start, end, len, 0);
     /* what the kernel took, as LuaSocket counts: all but what the write
     ** in flight had left (the next writer runs after this one) */
-    return sendresult(L, b, start, end, (size_t)(end - start + 1) - b->c->req->wlen, err);
+    return sendresult(L, b, start, end, len - c->req->wlen, err);
   }
-  if (t->wresult == TSK_WTIMEOUT)  /* the rest is committed: it will go out */
-    return sendresult(L, b, start, end, (size_t)(end - start + 1), TSK_WTIMEOUT);
   return sendresult(L, b, start, end, (size_t)ctx, TSK_WCLOSED);
 }
 

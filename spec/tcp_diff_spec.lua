@@ -278,9 +278,32 @@ describe("send", function()
 end)
 
 describe("send that times out", function()
+  -- it stops at its deadline: what the kernel took is sent, the rest not
+  it("sends what it reported and no more: the next send comes right behind", function()
+    same(function(socket, note)
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      local _, port = srv:getsockname()
+      local c = socket.tcp()
+      c:setoption("send-buffer-size", 8192)
+      assert(c:connect("127.0.0.1", port))
+      local a = assert(srv:accept())
+      local data = string.rep("0123456789abcdef", 1024 * 1024)
+      c:settimeout(0.2)
+      local n, err, last = c:send(data)
+      note(n, err, last > 0 and last < #data)
+      local n2, _, last2 = c:send("END")
+      local sent2 = n2 or last2
+      c:close()
+      a:settimeout(10)
+      local got, e, part = a:receive("*a")
+      got = got or part
+      note(e, #got == last + sent2, got == data:sub(1, last) .. ("END"):sub(1, sent2))
+      a:close() srv:close()
+    end)
+  end)
+
   -- what send reported as sent reaches the peer even when the socket is
-  -- closed or dropped at once: LuaSocket's kernel delivers it; tasksock lets
-  -- the socket linger until libuv has written it
+  -- closed or dropped at once: the kernel delivers it
   for _, how in ipairs{"close", "collect"} do
     it("delivers every byte it reported, then " .. how, function()
       same(function(socket, note)
