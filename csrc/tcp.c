@@ -440,7 +440,7 @@ static void pokereader(Tcp *c) {
 }
 
 static int recvk(lua_State *L, int status, lua_KContext ctx);
-static void recvdone(Tcp *c);
+static void recvdone(Tcp *c, size_t take);
 
 /* The head reader blocked on c->rpat, or NULL: the head of the readers
 ** while it waits in a receive it began as the head (recvtry's ctx bit 0;
@@ -480,7 +480,7 @@ static void readdone(Tcp *c, ssize_t nread, const uv_buf_t *ub) {
         !tsk_buf_append(&c->buf, ub->base + take, (size_t)nread - take))
       nread = UV_ENOBUFS;  /* as if there had been no room for it */
     else if (take > 0)
-      recvdone(c);  /* as the receive itself would: the next reader's turn */
+      recvdone(c, take);  /* as the receive itself would: the next reader's turn */
   }
   else if (nread > 0) {
     tsk_buf_commit(&c->buf, (size_t)nread);
@@ -596,11 +596,30 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
   return 3;
 }
 
-/* The next reader's turn, and reading ahead again if it was paused. */
-static void recvdone(Tcp *c) {
+/* LuaSocket's receive takes from the kernel up to 8 KiB at a time into
+** its own buffer (BUF_SIZE), and only when that buffer is empty. */
+#define LS_BUFSIZE 8192
+
+/* A receive took take bytes: the next reader's turn, and reading again if
+** the high-water mark had paused it. LEFTOVER becomes what LuaSocket's
+** buffer would hold now: the kernel had at least what this one has
+** buffered, so each refill LuaSocket's receive made was a full 8 KiB as
+** far as that goes (dirty(), and what a close or another object's poll
+** would find in the kernel, follow). */
+static void recvdone(Tcp *c, size_t take) {
+  size_t after, vb;
   if (c == NULL) return;
-  LEFTOVER(c) = (uint32_t)tsk_buf_len(&c->buf);
-  if (LEFTOVER(c) == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
+  after = tsk_buf_len(&c->buf);
+  vb = LEFTOVER(c);
+  if (take <= vb)
+    vb -= take;
+  else {  /* the refills the rest of take needed */
+    size_t need = take - vb;
+    size_t filled = (need + LS_BUFSIZE - 1) / LS_BUFSIZE * LS_BUFSIZE;
+    vb = (filled < need + after ? filled : need + after) - need;
+  }
+  LEFTOVER(c) = (uint32_t)(vb < after ? vb : after);
+  if (after == 0 && !c->bulk && c->buf.size >= TSK_BUF_INIT)
     tsk_buf_free(&c->buf);  /* big reads ended: small ones use S->rbuf */
   if (c->readers.head != NULL) {
     wakehead(&c->readers);
@@ -643,8 +662,9 @@ static int recvk(lua_State *L, int status, lua_KContext ctx) {
     return recvfail(L, b, &r, "closed", 0);
   if (ctx & 1) r.scanned = b->c->rpat.scanned;
   if (t->wresult == TSK_WTIMEOUT) {
-    int n = recvfail(L, b, &r, "timeout", tsk_recv_partial(&r, tsk_buf_len(&b->c->buf)));
-    recvdone(b->c);
+    size_t part = tsk_recv_partial(&r, tsk_buf_len(&b->c->buf));
+    int n = recvfail(L, b, &r, "timeout", part);
+    recvdone(b->c, part);
     return n;
   }
   return recvtry(L, b, &r, (int)(ctx & 1));
@@ -703,21 +723,20 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
       b->received += (double)take;
       lua_pushnil(L);
       lua_pushnil(L);
-      recvdone(c);
+      recvdone(c, take);
       return 3;
     }
     if (m != TSK_MATCH_MORE) {
       int n = recvfail(L, b, r, m == TSK_MATCH_TOOLONG ? "line too long"
                                 : tsk_sock_strerror(c->rerr), len);
-      recvdone(c);
+      recvdone(c, len);
       return n;
     }
   }
   if (left == 0) {
-    int n = recvfail(L, b, r, "timeout",
-                     c->readers.head == NULL || head
-                       ? tsk_recv_partial(r, tsk_buf_len(&c->buf)) : 0);
-    recvdone(c);
+    size_t part = c->readers.head == NULL || head ? tsk_recv_partial(r, tsk_buf_len(&c->buf)) : 0;
+    int n = recvfail(L, b, r, "timeout", part);
+    recvdone(c, part);
     return n;
   }
   t = tsk_self(SCHED(c));

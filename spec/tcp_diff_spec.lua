@@ -907,6 +907,21 @@ describe("a descriptor another object polls or takes (wrappers, LuaSec's wrap)",
     end)
   end)
 
+  it("says dirty() when LuaSocket's 8 KiB buffer would hold bytes", function()
+    same(function(socket, note)
+      local c, a, srv = H.pair(socket)
+      c:send(string.rep("z", 100000) .. "\nend\n")
+      socket.sleep(0.1)
+      a:settimeout(1)
+      for _, n in ipairs{ 10, 8182, 8192, 1, 8191, 16384 + 5, 8187 } do
+        note(n, #a:receive(n), a:dirty())
+      end
+      note(#a:receive(), a:dirty())  -- the rest of the z line
+      note(a:receive(), a:dirty())
+      c:close() a:close() srv:close()
+    end)
+  end)
+
   -- a STARTTLS server: the client's handshake comes behind the command's
   -- answer, and the server wraps the descriptor a while later
   it("finds what came after the last receive while the loop ran", function()
