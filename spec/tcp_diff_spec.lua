@@ -278,25 +278,37 @@ describe("send", function()
 end)
 
 describe("send that times out", function()
+  -- a connected pair whose sender's 16 MiB send times out: the peer does
+  -- not read, so the kernel takes part of it
+  local function timedout(socket)
+    local srv = assert(socket.bind("127.0.0.1", 0))
+    local _, port = srv:getsockname()
+    local c = socket.tcp()
+    c:setoption("send-buffer-size", 8192)
+    assert(c:connect("127.0.0.1", port))
+    local a = assert(srv:accept())
+    local data = string.rep("0123456789abcdef", 1024 * 1024)
+    c:settimeout(0.2)
+    local n, err, last = c:send(data)
+    return c, a, srv, data, n, err, last
+  end
+
+  -- what the peer got in the end
+  local function drain(a)
+    a:settimeout(10)
+    local got, e, part = a:receive("*a")
+    return got or part, e
+  end
+
   -- it stops at its deadline: what the kernel took is sent, the rest not
   it("sends what it reported and no more: the next send comes right behind", function()
     same(function(socket, note)
-      local srv = assert(socket.bind("127.0.0.1", 0))
-      local _, port = srv:getsockname()
-      local c = socket.tcp()
-      c:setoption("send-buffer-size", 8192)
-      assert(c:connect("127.0.0.1", port))
-      local a = assert(srv:accept())
-      local data = string.rep("0123456789abcdef", 1024 * 1024)
-      c:settimeout(0.2)
-      local n, err, last = c:send(data)
+      local c, a, srv, data, n, err, last = timedout(socket)
       note(n, err, last > 0 and last < #data)
       local n2, _, last2 = c:send("END")
       local sent2 = n2 or last2
       c:close()
-      a:settimeout(10)
-      local got, e, part = a:receive("*a")
-      got = got or part
+      local got, e = drain(a)
       note(e, #got == last + sent2, got == data:sub(1, last) .. ("END"):sub(1, sent2))
       a:close() srv:close()
     end)
@@ -307,20 +319,10 @@ describe("send that times out", function()
   for _, how in ipairs{"close", "collect"} do
     it("delivers every byte it reported, then " .. how, function()
       same(function(socket, note)
-        local srv = assert(socket.bind("127.0.0.1", 0))
-        local _, port = srv:getsockname()
-        local c = socket.tcp()
-        c:setoption("send-buffer-size", 8192)
-        assert(c:connect("127.0.0.1", port))
-        local a = assert(srv:accept())
-        local data = string.rep("0123456789abcdef", 1024 * 1024)
-        c:settimeout(0.2)
-        local n, err, last = c:send(data)
+        local c, a, srv, data, n, err, last = timedout(socket)
         note(n, err, last > 0 and last <= #data)
         if how == "close" then c:close() else c = nil; collectgarbage(); collectgarbage() end -- luacheck: ignore 311
-        a:settimeout(10)
-        local got, e, part = a:receive("*a")
-        got = got or part
+        local got, e = drain(a)
         note(e, #got == last, got == data:sub(1, last))
         a:close() srv:close()
       end)
