@@ -166,6 +166,26 @@ describe("receive in tasklets", function()
     end)
   end)
 
+  -- Nor while bytes wait that nobody receives: they stay in the kernel,
+  -- and the poll stops at the first event no receive waits for.
+  it("costs no CPU while bytes nobody receives wait, and the next receive gets them", function()
+    local srv, port = server()
+    run(function()
+      local c = assert(socket.connect("127.0.0.1", port))
+      local s = assert(srv:accept())
+      s:settimeout(1)
+      assert(c:send("x"))
+      assert.equal("x", s:receive(1))
+      assert(c:send("later\n"))
+      local t0 = os.clock()
+      ts.sleep(0.5)
+      local cpu = os.clock() - t0
+      assert.equal("later", s:receive())
+      c:close() s:close() srv:close()
+      assert.is_true(cpu < 0.2, "CPU seconds while it slept: " .. cpu)
+    end)
+  end)
+
   it("receiveany returns what is there as soon as anything is", function()
     run(function()
       local srv, port = server()
