@@ -572,6 +572,77 @@ static int ensureblock(lua_State *L, Box *b, int family) {
   return r;
 }
 
+/* --- what LuaSocket's buffer keeps ------------------------------------ */
+
+/* LuaSocket's object keeps its buffer when it lets go of its descriptor
+** (close, setfd): its receives go on returning those bytes, then say
+** "closed", and setfd(fd) puts them in front of fd's. Here they are what
+** LuaSocket's buffer would hold (LEFTOVER), kept as a string in a table
+** with weak keys, the box its key, until they are used. */
+static const char heldkey = 0;
+
+/* Push the table of held bytes and return 1; or, unless make, push
+** nothing and return 0 if there is none. */
+static int pushheldtable(lua_State *L, int make) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &heldkey) == LUA_TTABLE) return 1;
+  lua_pop(L, 1);
+  if (!make) return 0;
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &heldkey);
+  return 1;
+}
+
+/* Set the bytes held for the box at 1 (NULL: none). */
+static void setheld(lua_State *L, const char *p, size_t n) {
+  if (!pushheldtable(L, p != NULL)) return;
+  lua_pushvalue(L, 1);
+  if (p != NULL) lua_pushlstring(L, p, n);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Push the bytes held for the box at 1 and return their count; 0 (and
+** nothing pushed) if there are none. */
+static size_t pushheld(lua_State *L) {
+  size_t n = 0;
+  if (!pushheldtable(L, 0)) return 0;
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, -2) == LUA_TSTRING) lua_tolstring(L, -1, &n);
+  if (n == 0) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_remove(L, -2);
+  return n;
+}
+
+/* The box b at 1 lets go of its block: keep what LuaSocket's buffer would
+** hold. */
+static void hold(lua_State *L, Box *b) {
+  Tcp *c = b->c;
+  size_t n;
+  if (c == NULL) return;
+  n = tsk_buf_len(&c->buf);
+  if (LEFTOVER(c) < n) n = LEFTOVER(c);
+  if (n > 0) setheld(L, tsk_buf_ptr(&c->buf), n);
+}
+
+/* The box b at 1 takes block c: what it held goes in front, as what
+** LuaSocket's buffer holds. */
+static void unhold(lua_State *L, Tcp *c) {
+  size_t n = pushheld(L);
+  if (n == 0) return;
+  if (tsk_buf_append(&c->buf, lua_tostring(L, -1), n)) LEFTOVER(c) = (uint32_t)n;
+  lua_pop(L, 1);
+  setheld(L, NULL, 0);
+}
+
 /* --- receive ---------------------------------------------------------- */
 
 static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head);
@@ -593,6 +664,34 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
   }
   else
     lua_pushlstring(L, prefix, plen);
+  return 3;
+}
+
+/* Receive r on b, which has no block (args: 1 box, 2 pattern, 3 prefix or
+** nil): from the bytes it held, as LuaSocket's receive takes from its
+** buffer, the end ("closed") coming after them. */
+static int recvheld(lua_State *L, Box *b, tsk_Recv *r) {
+  size_t n = pushheld(L), len, take, plen;
+  const char *p, *prefix;
+  int m;
+  if (n == 0) return recvfail(L, b, r, "closed", 0);
+  p = lua_tostring(L, -1);
+  m = tsk_recv_match(r, p, n, 1, &len, &take);
+  prefix = lua_tolstring(L, 3, &plen);
+  if (prefix == NULL) prefix = "", plen = 0;
+  if (m != TSK_MATCH_DONE) {
+    lua_pushnil(L);
+    lua_pushstring(L, m == TSK_MATCH_TOOLONG ? "line too long" : "closed");
+    take = len;
+  }
+  tsk_recv_push(L, r, prefix, plen, p, len);
+  if (m == TSK_MATCH_DONE) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  b->received += (double)take;
+  if (take < n) setheld(L, p + take, n - take);  /* (p: the string below) */
+  else setheld(L, NULL, 0);
   return 3;
 }
 
@@ -681,7 +780,7 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   const char *prefix;
   double left;
   int m;
-  if (c == NULL) return recvfail(L, b, r, "closed", 0);
+  if (c == NULL) return recvheld(L, b, r);
   if (c->cstate != C_CONNECTED && c->cstate != C_NONE && (m = takeerror(c)) != 0)
     return recvfail(L, b, r, tsk_sock_strerror(m), 0);
   left = waittime(b);
@@ -1469,6 +1568,7 @@ static void box_closeflush(Box *b) {
 
 static int meth_close(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
+  hold(L, b);
   box_closeflush(b);
   lua_pushnumber(L, 1);
   return 1;
@@ -1510,9 +1610,11 @@ static int meth_setfd(lua_State *L) {
   Tcp *c;
   if (old >= 0 && old == fd) return 0;
   if (fd < 0 && old >= 0) b->c->detached = 1;  /* left open */
+  hold(L, b);
   box_close(b);
   if (fd < 0) return 0;
   if (block_new(tsk_upsched(L), AF_UNSPEC, fd, &c) != 0) return 0;
+  unhold(L, c);
   {
     struct sockaddr_storage ss;
     socklen_t len = (socklen_t)sizeof ss;
@@ -1529,7 +1631,11 @@ static int meth_setfd(lua_State *L) {
 
 static int meth_dirty(lua_State *L) {
   Box *b = (Box *)checkbox(L, R_ANY);
-  lua_pushboolean(L, b->c != NULL && LEFTOVER(b->c) > 0 && tsk_buf_len(&b->c->buf) > 0);
+  if (b->c == NULL) {  /* what it held, if anything */
+    lua_pushboolean(L, pushheld(L) > 0);
+    return 1;
+  }
+  lua_pushboolean(L, LEFTOVER(b->c) > 0 && tsk_buf_len(&b->c->buf) > 0);
   return 1;
 }
 
@@ -1928,8 +2034,10 @@ static int meth_usetfd(lua_State *L) {
   Tcp *c;
   if (fd == block_fd(b->c)) return 0;
   if (fd < 0 && b->c != NULL) b->c->detached = 1;  /* left open, as TCP's */
+  hold(L, b);
   box_close(b);
   if (fd < 0 || block_new(tsk_upsched(L), AF_UNIX, fd, &c) != 0) return 0;
+  unhold(L, c);
   {
     struct sockaddr_un sa;
     socklen_t len = (socklen_t)sizeof sa;

@@ -924,6 +924,44 @@ describe("a descriptor another object polls or takes (wrappers, LuaSec's wrap)",
     end)
   end)
 
+  -- LuaSocket's object keeps its buffer when it lets go of its descriptor
+  for _, how in ipairs{ "close", "setfd(-1)", "setfd(another)" } do
+    it("keeps what LuaSocket's buffer holds after " .. how, function()
+      same(function(socket, note)
+        local c, a, srv = H.pair(socket)
+        a:settimeout(1)
+        c:send("abc\ndef\nghi")
+        socket.sleep(0.05)
+        note(a:receive(1))
+        local fd = a:getfd()
+        local c2, a2, srv2
+        if how == "close" then a:close()
+        elseif how == "setfd(-1)" then a:setfd(-1)
+        else
+          c2, a2, srv2 = H.pair(socket)
+          local fd2 = a2:getfd()
+          a2:setfd(-1)
+          a:setfd(fd2)
+          c2:send("xyz\n")
+          socket.sleep(0.05)
+        end
+        local received, sent = a:getstats()
+        note(a:dirty(), received, sent)
+        note(a:receive())
+        note(a:receive())
+        note(a:receive())
+        note(a:dirty(), a:receive("*a"))
+        if how == "setfd(-1)" then a:setfd(fd) end
+        if how == "setfd(another)" then
+          a:close()
+          a:setfd(fd)
+          c2:close() srv2:close()
+        end
+        a:close() c:close() srv:close()
+      end)
+    end)
+  end
+
   -- a STARTTLS server: the client's handshake comes behind the command's
   -- answer, and the server wraps the descriptor a while later
   it("finds what came after the last receive while the loop ran", function()
