@@ -863,6 +863,16 @@ describe("a receive that may not wait, with more than a read-ahead's worth in th
 end)
 
 describe("a descriptor another object polls or takes (wrappers, LuaSec's wrap)", function()
+  -- a's descriptor, taken from it and given to a new object, as a wrap does
+  local function handon(socket, a)
+    local fd = a:getfd()
+    a:setfd(-1)
+    local other, peer, srv2 = H.pair(socket)
+    other:setfd(fd)
+    other:settimeout(1)
+    return other, peer, srv2
+  end
+
   -- what came before the first receive is still in the kernel, as under
   -- LuaSocket: the descriptor shows it, and takes it along
   it("finds what came before the first receive", function()
@@ -873,11 +883,7 @@ describe("a descriptor another object polls or takes (wrappers, LuaSec's wrap)",
       local w = { getfd = function() return a:getfd() end, dirty = function() return a:dirty() end }
       local r, _, err = socket.select({ w }, nil, 1)
       note(#r, r[w], err, a:dirty())
-      local fd = a:getfd()
-      a:setfd(-1)
-      local other, peer, srv2 = H.pair(socket)
-      other:setfd(fd)
-      other:settimeout(1)
+      local other, peer, srv2 = handon(socket, a)
       note(other:receive())
       c:send("world\n")
       note(other:receive())
@@ -978,11 +984,7 @@ describe("a descriptor another object polls or takes (wrappers, LuaSec's wrap)",
       note(a:dirty())
       local w = { getfd = function() return a:getfd() end }
       note(#socket.select({ w }, nil, 0))
-      local fd = a:getfd()
-      a:setfd(-1)
-      local other, peer, srv2 = H.pair(socket)
-      other:setfd(fd)
-      other:settimeout(1)
+      local other, peer, srv2 = handon(socket, a)
       note(other:receive())
       c:close() other:close() peer:close() srv:close() srv2:close()
     end)
