@@ -638,6 +638,8 @@ static void hold(lua_State *L, Box *b) {
 static void unhold(lua_State *L, Tcp *c) {
   size_t n = pushheld(L);
   if (n == 0) return;
+  /* (no memory for them: they are dropped, as the block's own reads
+  ** would be; kept held they would come after the block's bytes) */
   if (tsk_buf_append(&c->buf, lua_tostring(L, -1), n)) LEFTOVER(c) = (uint32_t)n;
   lua_pop(L, 1);
   setheld(L, NULL, 0);
@@ -647,23 +649,34 @@ static void unhold(lua_State *L, Tcp *c) {
 
 static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head);
 
+/* [-0, +3] a receive's results for the len bytes at p, the prefix
+** (argument 3) in front: data, nil, nil; or with msg, the failure: nil,
+** msg, partial. */
+static int recvresult(lua_State *L, const tsk_Recv *r, const char *msg,
+                      const char *p, size_t len) {
+  size_t plen = 0;
+  const char *prefix = lua_tolstring(L, 3, &plen);
+  if (msg != NULL) {
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+  }
+  tsk_recv_push(L, r, prefix, plen, p, len);
+  if (msg == NULL) {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  return 3;
+}
+
 /* [-0, +3] the failure: nil, msg, prefix..partial, consuming the
 ** partial (len bytes of the buffer). */
 static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
                     size_t len) {
-  size_t plen;
-  const char *prefix = lua_tolstring(L, 3, &plen);
   Tcp *c = b->c;
-  if (prefix == NULL) prefix = "", plen = 0;
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  if (c != NULL) {
-    tsk_recv_push(L, r, prefix, plen, tsk_buf_ptr(&c->buf), len);
-    tsk_buf_consume(&c->buf, len);
-    b->received += (double)len;
-  }
-  else
-    lua_pushlstring(L, prefix, plen);
+  if (c == NULL) return recvresult(L, r, msg, NULL, 0);
+  recvresult(L, r, msg, tsk_buf_ptr(&c->buf), len);
+  tsk_buf_consume(&c->buf, len);
+  b->received += (double)len;
   return 3;
 }
 
@@ -671,26 +684,17 @@ static int recvfail(lua_State *L, Box *b, const tsk_Recv *r, const char *msg,
 ** nil): from the bytes it held, as LuaSocket's receive takes from its
 ** buffer, the end ("closed") coming after them. */
 static int recvheld(lua_State *L, Box *b, tsk_Recv *r) {
-  size_t n = pushheld(L), len, take, plen;
-  const char *p, *prefix;
+  size_t n = pushheld(L), len, take;
+  const char *p;
   int m;
   if (n == 0) return recvfail(L, b, r, "closed", 0);
-  p = lua_tostring(L, -1);
+  p = lua_tostring(L, -1);  /* (stays below the results: p stays valid) */
   m = tsk_recv_match(r, p, n, 1, &len, &take);
-  prefix = lua_tolstring(L, 3, &plen);
-  if (prefix == NULL) prefix = "", plen = 0;
-  if (m != TSK_MATCH_DONE) {
-    lua_pushnil(L);
-    lua_pushstring(L, m == TSK_MATCH_TOOLONG ? "line too long" : "closed");
-    take = len;
-  }
-  tsk_recv_push(L, r, prefix, plen, p, len);
-  if (m == TSK_MATCH_DONE) {
-    lua_pushnil(L);
-    lua_pushnil(L);
-  }
+  if (m != TSK_MATCH_DONE) take = len;
+  recvresult(L, r, m == TSK_MATCH_DONE ? NULL
+                   : m == TSK_MATCH_TOOLONG ? "line too long" : "closed", p, len);
   b->received += (double)take;
-  if (take < n) setheld(L, p + take, n - take);  /* (p: the string below) */
+  if (take < n) setheld(L, p + take, n - take);
   else setheld(L, NULL, 0);
   return 3;
 }
@@ -776,8 +780,7 @@ static int recvk(lua_State *L, int status, lua_KContext ctx) {
 static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
   Tcp *c = b->c;
   tsk_Tasklet *t;
-  size_t len, take, plen = 0;
-  const char *prefix;
+  size_t len, take;
   double left;
   int m;
   if (c == NULL) return recvheld(L, b, r);
@@ -816,12 +819,9 @@ static int recvtry(lua_State *L, Box *b, tsk_Recv *r, int head) {
     if (m == TSK_MATCH_DONE && r->kind == TSK_RECV_ALL && c->rerr != UV_EOF)
       m = TSK_MATCH_FAIL;
     if (m == TSK_MATCH_DONE) {
-      prefix = lua_tolstring(L, 3, &plen);
-      tsk_recv_push(L, r, prefix, plen, tsk_buf_ptr(&c->buf), len);
+      recvresult(L, r, NULL, tsk_buf_ptr(&c->buf), len);
       tsk_buf_consume(&c->buf, take);
       b->received += (double)take;
-      lua_pushnil(L);
-      lua_pushnil(L);
       recvdone(c, take);
       return 3;
     }
