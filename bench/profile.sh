@@ -3,8 +3,11 @@
 #
 #   bash bench/profile.sh instr echo [CONNS [SIZE]]   user-space instructions
 #   bash bench/profile.sh instr churn [WORKERS]       per round trip / connection
-#   bash bench/profile.sh split SERVER [CONNS [SIZE]] user and kernel CPU us
-#                                                     per round trip
+#   bash bench/profile.sh split SERVER [CONNS [SIZE [MODE]]]
+#                                                     user and kernel CPU us
+#                                                     per round trip (MODE echo,
+#                                                     the default) or per
+#                                                     connection (MODE churn)
 #
 # instr runs tasksock's echo server under valgrind --tool=callgrind for
 # PROFILE_SECONDS (default 6) of load from build/bench/loadgen and divides the
@@ -91,7 +94,12 @@ instr)
 	echo "profile: ${TMPDIR:-/tmp}/tasksock-callgrind.out (callgrind_annotate it)"
 	;;
 split)
-	srv=${2:-tasksock} conns=${3:-64} size=${4:-64}
+	srv=${2:-tasksock} conns=${3:-64} size=${4:-64} mode=${5:-echo}
+	case $mode in
+	echo)  key=rps unit=rt ;;
+	churn) key=cps unit=conn ;;
+	*)     die "split: MODE is echo or churn" ;;
+	esac
 	ulimit -n $(( conns * 2 + 256 )) 2>/dev/null
 	port=$(freeport)
 	case $srv in
@@ -100,8 +108,8 @@ split)
 	          start_server "$port" taskset -c "$SERVER_CPU" $(tasksock_cmd) ;;
 	*)        die "split c-libuv|tasksock" ;;
 	esac
-	taskset -c "$LOADGEN_CPU" "$LOADGEN" -h 127.0.0.1 -p "$port" -c "$conns" -s "$size" \
-		-d "$SECONDS_RUN" -w 0 >"$TMPD/lg" &
+	taskset -c "$LOADGEN_CPU" "$LOADGEN" -h 127.0.0.1 -p "$port" -m "$mode" -c "$conns" \
+		-s "$size" -d "$SECONDS_RUN" -w 0 >"$TMPD/lg" &
 	lg=$!
 	sleep 1
 	read -r u0 s0 < <(awk '{ print $14, $15 }' "/proc/$SRV/stat")
@@ -111,12 +119,13 @@ split)
 	t1=$(date +%s%N)
 	wait "$lg"
 	kill -TERM "$SRV"; wait "$SRV" 2>/dev/null; SRV=
-	rate=$(grep -o 'rps=[0-9]*' "$TMPD/lg" | cut -d= -f2)
+	rate=$(grep -o "$key=[0-9]*" "$TMPD/lg" | cut -d= -f2)
 	awk -v u=$(( u1 - u0 )) -v s=$(( s1 - s0 )) -v r="$rate" -v dt=$(( t1 - t0 )) \
-		-v hz="$(getconf CLK_TCK)" -v w="$srv" -v c="$conns" -v z="$size" 'BEGIN {
+		-v hz="$(getconf CLK_TCK)" -v w="$srv" -v c="$conns" -v z="$size" -v m="$mode" \
+		-v x="$unit" 'BEGIN {
 		n = r * dt / 1e9
-		printf "%s conns=%d size=%d: %d rt/s, user %.2f us/rt, kernel %.2f us/rt\n",
-		w, c, z, r, u / hz * 1e6 / n, s / hz * 1e6 / n }'
+		printf "%s %s conns=%d size=%d: %d %s/s, user %.2f us/%s, kernel %.2f us/%s\n",
+		w, m, c, z, r, x, u / hz * 1e6 / n, x, s / hz * 1e6 / n, x }'
 	;;
 *)
 	sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'

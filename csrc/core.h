@@ -108,6 +108,22 @@ typedef struct tsk_Timer {
   tsk_Tasklet *t;
 } tsk_Timer;
 
+/* The scheduler's own readiness set for its stream sockets (poller.c):
+** one poll of the loop watches it, and each socket's descriptor joins it
+** with no system call beyond epoll_ctl's own. */
+typedef struct tsk_Io tsk_Io;
+typedef struct tsk_Poller {
+  int fd;                  /* the set (epoll), or -1 until the first socket */
+  int nref;                /* polled ios that keep the loop alive */
+  uv_poll_t h;             /* the loop's poll of fd, started with the set */
+  tsk_Io *open;            /* the ios not closed, linked */
+  tsk_Io *closed;          /* closed ones, freed once this turn's callbacks
+                              are over */
+  void *ev;                /* the events being dispatched (struct
+                              epoll_event[TSK_POLLER_BATCH]), or NULL */
+  int evn;                 /* how many of them; 0 while not dispatching */
+} tsk_Poller;
+
 struct tsk_Sched {
   lua_State *L;            /* the main thread of the Lua state */
   uv_loop_t *loop;
@@ -155,6 +171,7 @@ struct tsk_Sched {
   char *rbuf;              /* where stream sockets read small messages
                               (tcp.c), TSK_RBUF bytes, or NULL */
   void (*atclose)(tsk_Sched *S);  /* run first when the state closes */
+  tsk_Poller poller;
 };
 
 /* At most this many finished coroutines wait in S->pool for a new

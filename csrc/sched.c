@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "poller.h"
 
 /* The value a scheduler yield carries through a coroutine nested in a
 ** tasklet (coresume passes it on) and out of a tasklet whose coroutine
@@ -257,8 +258,16 @@ static int handoff(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
   return go;
 }
 
-static void idle_cb(uv_idle_t *h) { drain((tsk_Sched *)h->data); }
-static void check_cb(uv_check_t *h) { drain((tsk_Sched *)h->data); }
+/* Each turn's resumes; then the sockets they closed are freed (poller.h). */
+static void idle_cb(uv_idle_t *h) {
+  drain((tsk_Sched *)h->data);
+  tsk_poller_reap((tsk_Sched *)h->data);
+}
+
+static void check_cb(uv_check_t *h) {
+  drain((tsk_Sched *)h->data);
+  tsk_poller_reap((tsk_Sched *)h->data);
+}
 
 /* --- waiting -------------------------------------------------------- */
 
@@ -693,6 +702,7 @@ static int sched_gc(lua_State *L) {
   free(S->rbuf);  /* no read callback of ours comes after the finalizers */
   S->rbuf = NULL;
   S->nheap = 0;
+  tsk_poller_close(S, close_cb);  /* the sockets the finalizers left, if any */
   uv_close((uv_handle_t *)&S->idle, close_cb);
   uv_close((uv_handle_t *)&S->check, close_cb);
   uv_close((uv_handle_t *)&S->timer, close_cb);
@@ -752,6 +762,7 @@ tsk_Sched *tsk_sched(lua_State *L) {
   uv_timer_init(loop, &S->timer);
   S->idle.data = S->check.data = S->timer.data = S;
   S->nhandles = 3;
+  S->poller.fd = -1;
   uv_check_start(&S->check, check_cb);
   uv_unref((uv_handle_t *)&S->check);
   *box = S;

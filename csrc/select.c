@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "socket.h"
+#include "poller.h"
 
 #define SLICE 0.005           /* re-check period for what cannot be watched */
 #define SELMT "tasksock.select"
@@ -182,35 +183,52 @@ static int pollnow(int fd, int write) {
                              : (POLLIN | POLLHUP | POLLERR))) != 0;
 }
 
-/* Mark the foreign entries whose descriptor one of the loop's handles
-** has (an object wrapping one of our sockets that we did not recognize),
-** and those of them whose handle holds bytes read ahead. */
+/* The index of the first entry of fd (they are sorted), or sel->n. */
+static int findfd(Sel *sel, int fd) {
+  int lo = 0, hi = sel->n;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (sel->e[mid].fd < fd) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Mark the foreign entries whose descriptor one of the loop's handles has:
+** libuv lets no second poll watch it. */
 static void walk_cb(uv_handle_t *h, void *arg) {
   Sel *sel = (Sel *)arg;
   uv_os_fd_t fd;
-  int lo = 0, hi = sel->n;
+  int i;
   if (uv_is_closing(h) || uv_fileno(h, &fd) != 0) return;
-  while (lo < hi) {  /* the first entry of fd: they are sorted */
-    int mid = lo + (hi - lo) / 2;
-    if (sel->e[mid].fd < (int)fd) lo = mid + 1;
-    else hi = mid;
-  }
-  for (; lo < sel->n && sel->e[lo].fd == (int)fd; lo++) {
-    Entry *e = &sel->e[lo];
-    if (e->kind != NULL) continue;
-    e->unsafe = 1;
-    if (!e->write && tsk_stream_readahead(sel->S, h)) e->stream = 1;
+  for (i = findfd(sel, (int)fd); i < sel->n && sel->e[i].fd == (int)fd; i++)
+    if (sel->e[i].kind == NULL) sel->e[i].unsafe = 1;
+}
+
+/* Mark the foreign entries for reading whose descriptor is one of our
+** stream sockets' (an object wrapping it that we did not recognize) when
+** that socket holds bytes read ahead. */
+static void walk_io(tsk_Io *io, void *arg) {
+  Sel *sel = (Sel *)arg;
+  int i;
+  for (i = findfd(sel, io->fd); i < sel->n && sel->e[i].fd == io->fd; i++) {
+    Entry *e = &sel->e[i];
+    if (e->kind == NULL && !e->write && tsk_stream_readahead(io)) e->stream = 1;
   }
 }
 
-/* Walk the loop's handles for the foreign entries (none: no walk). */
+/* Walk the loop's handles and our sockets for the foreign entries (none:
+** no walk). */
 static void walk(Sel *sel) {
   int i, foreign = 0;
   for (i = 0; i < sel->n; i++) {
     foreign |= sel->e[i].kind == NULL;
     sel->e[i].unsafe = sel->e[i].stream = 0;
   }
-  if (foreign) uv_walk(sel->S->loop, walk_cb, sel);
+  if (foreign) {
+    uv_walk(sel->S->loop, walk_cb, sel);
+    tsk_poller_walk(sel->S, walk_io, sel);
+  }
 }
 
 /* Mark what is ready now; returns how many are. A foreign object holding

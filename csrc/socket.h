@@ -309,10 +309,10 @@ void tsk_watch_fire(tsk_Watch *head);
 void tsk_watch_closeall(tsk_Watch **head);
 
 /* For an object select does not know (a wrapper with getfd) whose
-** descriptor h has: 1 if h is one of our stream sockets holding what
-** LuaSocket would still have in the kernel (bytes read ahead beyond what
-** its last receive left, or the peer's end), so that polling the
-** descriptor would say readable; else 0. (tcp.c) */
-int tsk_stream_readahead(tsk_Sched *S, uv_handle_t *h);
+** descriptor is io's (one of our stream sockets, in the poller): 1 if io
+** holds what LuaSocket would still have in the kernel (bytes read ahead
+** beyond what its last receive left, or the peer's end), so that polling
+** the descriptor would say readable; else 0. (tcp.c) */
+int tsk_stream_readahead(tsk_Io *io);
 
 #endif

@@ -5,13 +5,14 @@
 ** Two pieces of memory per socket:
 **  - the userdata (a Box): what only Lua calls touch (timeouts, stats,
 **    the line bound) and a pointer to
-**  - the block (a Tcp), malloc'd, ending with a uv_poll_t on the
-**    descriptor: what the loop touches. It is freed in the close callback
-**    only, so the loop never sees freed memory even when the userdata was
-**    collected first.
+**  - the block (a Tcp), malloc'd, ending with the descriptor's tsk_Io in
+**    the scheduler's poller (poller.h): what the loop touches. It is freed
+**    in the close callback only, so the loop never sees freed memory even
+**    when the userdata was collected first.
 ** The block does its reads, writes and connects itself (read(2), send(2),
-** connect(2)) when the poll says the descriptor is ready: a uv_poll_t is
-** 88 bytes smaller than libuv's uv_tcp_t, and one per connection counts.
+** connect(2)) when the poller says the descriptor is ready: a tsk_Io is
+** 200 bytes smaller than libuv's uv_tcp_t, and one per connection counts;
+** and a connection costs two epoll_ctl, as libuv's own TCP handles do.
 ** tcp() makes no block (no fd) until bind/connect; tcp4/tcp6 make it at
 ** once. The string a write sends is anchored until the write is done.
 **
@@ -29,7 +30,7 @@
 ** chunks (c->bulk) reads straight into its own buffer instead.
 ** Writing: send(2) at once; only the rest waits for the descriptor to be
 ** writable, one write in flight at a time.
-** The handle is uv_ref'd only while a tasklet waits on it.
+** The io keeps the loop alive only while a tasklet waits on it.
 */
 #define _GNU_SOURCE  /* accept4 */
 #include <errno.h>
@@ -47,6 +48,7 @@
 
 #include "socket.h"
 #include "buffer.h"
+#include "poller.h"
 
 #define TCP_HIGHWATER (64 * 1024)   /* read-ahead stops above this */
 #define TCP_MAXLINE   (TSK_BUF_MAX - 1) /* default "*l" bound: none below the buffer cap, as LuaSocket */
@@ -110,8 +112,8 @@ typedef struct Tcp {
   unsigned rwatch : 1;     /* a select waits for it to be readable */
   unsigned kready : 1;     /* the poll saw bytes (or the end) nobody read yet */
   unsigned shutrd : 1;     /* shutdown("receive"): an end read is not final */
-  uv_poll_t h;             /* on the descriptor (block_fd); its data is
-                              the scheduler */
+  tsk_Io io;               /* the descriptor (block_fd) in the scheduler's
+                              poller */
 } Tcp;
 
 /* The bytes the last receive left buffered (the buffer's spare word):
@@ -120,10 +122,10 @@ typedef struct Tcp {
 #define LEFTOVER(c) ((c)->buf.spare)
 
 /* The scheduler of block c. */
-#define SCHED(c) ((tsk_Sched *)(c)->h.data)
+#define SCHED(c) ((c)->io.S)
 
-/* The block of a handle, request's handle or callback's stream. */
-#define BLOCK(hp) ((Tcp *)(void *)((char *)(hp) - offsetof(Tcp, h)))
+/* The block of an io. */
+#define BLOCK(iop) ((Tcp *)(void *)((char *)(iop) - offsetof(Tcp, io)))
 
 /* The class names of a stream kind: TCP or Unix domain, which share
 ** everything here but addresses (socket.unix: unixstream{...}). */
@@ -184,40 +186,39 @@ static void *checkbox(lua_State *L, int role) {
 
 /* --- the block -------------------------------------------------------- */
 
-static void block_close_cb(uv_handle_t *h) {
-  Tcp *c = BLOCK(h);
+static void block_close_cb(tsk_Io *io) {
+  Tcp *c = BLOCK(io);
   free(c->req);
   tsk_buf_free(&c->buf);
   free(c);
 }
 
-static void lis_cb(uv_poll_t *p, int status, int events);
-static void io_cb(uv_poll_t *p, int status, int events);
+static void lis_cb(tsk_Io *io, int status, int events);
+static void io_cb(tsk_Io *io, int status, int events);
 
 /* Poll for what c needs now: readable while it reads ahead, writable while
 ** a connect or write is in flight. (A server's watch is refresh's.) */
 static void repoll(Tcp *c) {
   unsigned want = (c->reading ? UV_READABLE : 0) |
                   (c->busy != B_NONE || c->wwatch ? UV_WRITABLE : 0);
-  if (want == c->polled || c->listening || uv_is_closing((uv_handle_t *)&c->h)) return;
-  if (want == 0) uv_poll_stop(&c->h);
-  else if (uv_poll_start(&c->h, (int)want, io_cb) != 0) return;
+  if (want == c->polled || c->listening || c->io.closing) return;
+  if (tsk_io_poll(&c->io, want) != 0) return;
   c->polled = want;
 }
 
-/* Is a tasklet waiting on c? Then the handle keeps the loop alive (a
+/* Is a tasklet waiting on c? Then its io keeps the loop alive (a
 ** server's: its watch, which runs while anyone waits). */
 static void refresh(Tcp *c) {
   int waiting = c->readers.head != NULL || c->writers.head != NULL || c->wowner != NULL ||
                 c->watchers != NULL;
-  if (c->listening && waiting && !uv_is_active((uv_handle_t *)&c->h))
-    uv_poll_start(&c->h, UV_READABLE, lis_cb);
-  tsk_handle_waiting((uv_handle_t *)&c->h, waiting);
+  if (c->listening && waiting && c->io.want == 0) tsk_io_poll(&c->io, UV_READABLE);
+  tsk_io_ref(&c->io, waiting);
 }
 
 /* A new block for the descriptor fd (which it then owns), or with fd < 0
-** for a new descriptor of family; 0 or a negative uv error. */
-static int block_new(tsk_Sched *S, int family, int fd, Tcp **out) {
+** for a new descriptor of family; 0 or a negative uv error. accepted: fd
+** is what accept4 gave us (non-blocking): nothing to check. */
+static int block_new(tsk_Sched *S, int family, int fd, int accepted, Tcp **out) {
   int made = fd < 0, r;
   Tcp *c;
   *out = NULL;
@@ -231,30 +232,25 @@ static int block_new(tsk_Sched *S, int family, int fd, Tcp **out) {
   }
   c = (Tcp *)calloc(1, sizeof *c);
   if (c == NULL) r = UV_ENOMEM;
-  else if ((r = uv_poll_init_socket(S->loop, &c->h, fd)) != 0) free(c);  /* (it sets */
-  if (r != 0) {                                                      /* O_NONBLOCK) */
+  else if ((r = tsk_io_init(S, &c->io, fd, io_cb, block_close_cb, !made && !accepted)) != 0)
+    free(c);
+  if (r != 0) {
     if (made) close(fd);
     return r;
   }
   c->family = (unsigned char)family;
-  c->h.data = S;  /* (SCHED; and it marks our stream handles) */
-  tsk_handle_opened(S, (uv_handle_t *)&c->h);
   *out = c;
   return 0;
 }
 
-int tsk_stream_readahead(tsk_Sched *S, uv_handle_t *h) {
-  Tcp *c;
-  /* a block's handle is the one uv_poll_t with S for data (select's own
-  ** have theirs) */
-  if (h->type != UV_POLL || h->data != S || uv_is_closing(h)) return 0;
-  c = BLOCK(h);
+int tsk_stream_readahead(tsk_Io *io) {
+  Tcp *c = BLOCK(io);  /* (the poller's ios are all blocks) */
   return tsk_buf_len(&c->buf) > LEFTOVER(c) || c->rerr != 0;
 }
 
 /* The descriptor of c, or -1 (none, or c is closing). */
 static int block_fd(Tcp *c) {
-  return c ? tsk_handle_fd((const uv_handle_t *)&c->h) : -1;
+  return c != NULL && !c->io.closing ? c->io.fd : -1;
 }
 
 /* Take the kernel's pending error of c's socket (SO_ERROR, which reading
@@ -279,11 +275,11 @@ static void block_wakeall(Tcp *c) {
   tsk_watch_closeall(&c->watchers);
 }
 
-/* Close c's handle, then its descriptor (unless detached): the loop polls
-** it no more once uv_close returned. */
+/* Close c's io, then its descriptor (unless detached): the loop polls
+** it no more once tsk_io_close returned. */
 static void block_shut(Tcp *c) {
   int fd = c->detached ? -1 : block_fd(c);
-  tsk_handle_close(SCHED(c), (uv_handle_t *)&c->h, block_close_cb);
+  tsk_io_close(&c->io);
   if (fd >= 0) close(fd);
 }
 
@@ -417,7 +413,7 @@ static int wantmore(Tcp *c) {
 }
 
 static void startread(Tcp *c) {
-  if (c->reading || c->rerr != 0 || c->listening || uv_is_closing((uv_handle_t *)&c->h))
+  if (c->reading || c->rerr != 0 || c->listening || c->io.closing)
     return;
   if (!wantmore(c)) return;
   c->reading = 1;
@@ -520,7 +516,7 @@ static void readready(Tcp *c) {
 static void pullnow(Tcp *c, size_t upto) {
   int fd = block_fd(c);
   c->kready = 0;  /* (what it read, or found gone, the kernel says next) */
-  if (c->rerr != 0 || fd < 0 || uv_is_closing((uv_handle_t *)&c->h)) return;
+  if (c->rerr != 0 || fd < 0 || c->io.closing) return;
   while (tsk_buf_len(&c->buf) < upto) {
     size_t avail = 0;
     ssize_t n;
@@ -567,7 +563,7 @@ static double waittime(Box *b) { return tsk_timeout_left(&b->tm); }
 static int ensureblock(lua_State *L, Box *b, int family) {
   int r;
   if (b->c != NULL) return 0;
-  r = block_new(tsk_upsched(L), family, -1, &b->c);
+  r = block_new(tsk_upsched(L), family, -1, 0, &b->c);
   if (r == 0) b->family = family;
   return r;
 }
@@ -1143,8 +1139,8 @@ static int startconnect(Tcp *c, const struct sockaddr *sa, socklen_t len) {
 }
 
 /* The loop's poll of a connected (or connecting) block's descriptor. */
-static void io_cb(uv_poll_t *p, int status, int events) {
-  Tcp *c = BLOCK(p);
+static void io_cb(tsk_Io *io, int status, int events) {
+  Tcp *c = BLOCK(io);
   if (status < 0) {  /* POLLERR: libuv stopped the poll; each side takes */
     c->polled = 0;   /* its error itself, as it reads or writes */
     events = UV_READABLE | UV_WRITABLE;
@@ -1153,7 +1149,7 @@ static void io_cb(uv_poll_t *p, int status, int events) {
     if (c->busy == B_CONNECT) connectready(c);
     else if (c->busy == B_WRITE) {
       writeready(c);
-      if (uv_is_closing((uv_handle_t *)p)) return;  /* it lingered for that */
+      if (io->closing) return;  /* it lingered for that */
     }
     else if (c->wwatch) {  /* room in the kernel: its select looks again */
       c->wwatch = 0;
@@ -1434,20 +1430,23 @@ static int meth_bind(lua_State *L) {
 ** trick"). The watch is started while anyone waits; an event that finds
 ** nobody waiting stops it (it is level-triggered: it would fire again).
 */
-static void lis_cb(uv_poll_t *p, int status, int events) {
-  Tcp *c = BLOCK(p);
+static void lis_cb(tsk_Io *io, int status, int events) {
+  Tcp *c = BLOCK(io);
   (void)events;
   if (status < 0) c->rerr = (int16_t)status;
   else c->pending = 1;
-  if (c->readers.head == NULL && c->watchers == NULL) uv_poll_stop(p);
+  if (c->readers.head == NULL && c->watchers == NULL) tsk_io_poll(io, 0);
   wakehead(&c->readers);
   tsk_watch_fire(c->watchers);
 }
 
-/* Make c, whose descriptor listens, a server block: its handle watches
+/* Make c, whose descriptor listens, a server block: its io watches
 ** for connections from now on (a master's never polled before: it has
 ** not read, written or connected). */
-static void startlisten(Tcp *c) { c->listening = 1; }
+static void startlisten(Tcp *c) {
+  c->listening = 1;
+  c->io.cb = lis_cb;
+}
 
 /* master:listen([backlog]) */
 static int meth_listen(lua_State *L) {
@@ -1498,7 +1497,7 @@ static int acceptnow(Tcp *c, Tcp **out) {
   while (fd < 0 && errno == EINTR);
   if (fd < 0)
     return errno == EAGAIN || errno == EWOULDBLOCK ? TSK_WTIMEOUT : -errno;
-  if ((r = block_new(SCHED(c), c->family, fd, out)) != 0) close(fd);
+  if ((r = block_new(SCHED(c), c->family, fd, 1, out)) != 0) close(fd);
   return r;
 }
 
@@ -1613,7 +1612,7 @@ static int meth_setfd(lua_State *L) {
   hold(L, b);
   box_close(b);
   if (fd < 0) return 0;
-  if (block_new(tsk_upsched(L), AF_UNSPEC, fd, &c) != 0) return 0;
+  if (block_new(tsk_upsched(L), AF_UNSPEC, fd, 0, &c) != 0) return 0;
   unhold(L, c);
   {
     struct sockaddr_storage ss;
@@ -2036,7 +2035,7 @@ static int meth_usetfd(lua_State *L) {
   if (fd < 0 && b->c != NULL) b->c->detached = 1;  /* left open, as TCP's */
   hold(L, b);
   box_close(b);
-  if (fd < 0 || block_new(tsk_upsched(L), AF_UNIX, fd, &c) != 0) return 0;
+  if (fd < 0 || block_new(tsk_upsched(L), AF_UNIX, fd, 0, &c) != 0) return 0;
   unhold(L, c);
   {
     struct sockaddr_un sa;
