@@ -1728,11 +1728,12 @@ static int get_error(lua_State *L, int fd, void *obj) {
   return tsk_opt_get_error(L, fd, obj);
 }
 
-static const tsk_Option options[] = {
+static const tsk_Option options[] = {  /* looked up in order: servers set
+                                          tcp-nodelay on every connection */
+  {"tcp-nodelay", tsk_opt_set_tcpnodelay, tsk_opt_get_tcpnodelay},
   {"keepalive", tsk_opt_set_keepalive, tsk_opt_get_keepalive},
   {"reuseaddr", tsk_opt_set_reuseaddr, tsk_opt_get_reuseaddr},
   {"reuseport", tsk_opt_set_reuseport, tsk_opt_get_reuseport},
-  {"tcp-nodelay", tsk_opt_set_tcpnodelay, tsk_opt_get_tcpnodelay},
   {"tcp-keepidle", tsk_opt_set_tcpkeepidle, tsk_opt_get_tcpkeepidle},
   {"tcp-keepcnt", tsk_opt_set_tcpkeepcnt, tsk_opt_get_tcpkeepcnt},
   {"tcp-keepintvl", tsk_opt_set_tcpkeepintvl, tsk_opt_get_tcpkeepintvl},
