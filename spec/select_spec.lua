@@ -202,6 +202,26 @@ describe("socket.select (differential)", function()
     end)
   end)
 
+  -- Under tasksock the descriptor is one of its own sockets' (in its
+  -- poller): the table is polled as foreign, and what the socket read
+  -- ahead beyond LuaSocket's 8 KiB buffer counts as still in the kernel.
+  it("takes a table wrapping the run's own socket by its getfd", function()
+    same(function(socket, note)
+      local c, a, srv = H.pair(socket)
+      local obj = { getfd = function() return a:getfd() end, dirty = function() return false end }
+      shape3(note, {}, socket.select({ obj }, nil, 0.02))
+      assert(c:send(string.rep("x", 20000)))
+      shape3(note, { [obj] = "obj" }, socket.select({ obj }, nil, 2))
+      note(#a:receive(1))
+      shape3(note, { [obj] = "obj" }, socket.select({ obj }, nil, 2))
+      note(#a:receive(19899))
+      shape3(note, { [obj] = "obj" }, socket.select({ obj }, nil, 0.02))
+      c:close()
+      shape3(note, { [obj] = "obj" }, socket.select({ obj }, nil, 2))
+      a:close(); srv:close()
+    end)
+  end)
+
   it("completes a non-blocking connect: timeout, select writable, connect again", function()
     same(function(socket, note)
       local srv = assert(socket.bind("127.0.0.1", 0))
