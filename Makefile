@@ -24,7 +24,7 @@ DEPS      = lua5.4 liblua5.4-dev libuv1-dev lua-busted lua-socket luarocks pkg-c
 BUSTED    = $(LUA) /usr/bin/busted
 LUAENV    = LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 
-.PHONY: all deps test spec demo bench env clean install asan valgrind lint
+.PHONY: all deps test spec spec-uvpoll demo bench env clean install asan valgrind lint
 
 all: $(MODULE)
 
@@ -40,14 +40,15 @@ $(MODULE): $(OBJS)
 deps:
 	@sh .ci/deps.sh $(DEPS)
 
-# Every check: the specs, the C embedding test and example host, then the
-# specs again under ASan+UBSan, under valgrind, the thread parts under
-# ThreadSanitizer, the fuzz corpora and regressions replayed, and a short
-# fuzzing run.
+# Every check: the specs (again with a uv_poll_t per socket: spec-uvpoll),
+# the C embedding test and example host, then the specs again under
+# ASan+UBSan, under valgrind, the thread parts under ThreadSanitizer, the
+# fuzz corpora and regressions replayed, and a short fuzzing run.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory spec-uvpoll
 	@$(MAKE) --no-print-directory ctest
 	@$(MAKE) --no-print-directory run-host
 	@$(MAKE) --no-print-directory asan
@@ -61,6 +62,14 @@ test: deps
 spec: all
 	@{ $(LUAENV) timeout 1200 $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(BUILD)/?.so" spec 2>&1; \
 	   echo $$? > $(BUILD)/spec.rc; } | tee $(BUILD)/spec.log; exit $$(cat $(BUILD)/spec.rc)
+
+# The specs again with the stream sockets on a uv_poll_t each, as built
+# where there is no epoll (poller.c): that path stays tested here.
+UVPOLL_BUILD = build-uvpoll
+spec-uvpoll: all
+	@$(MAKE) --no-print-directory all BUILD=$(UVPOLL_BUILD) CFLAGS="$(CFLAGS) -DTSK_POLLER_UV"
+	LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$(UVPOLL_BUILD)/?.so;;" \
+	  timeout 1200 $(BUSTED) --lpath="lua/?.lua;lua/?/init.lua" --cpath="$(UVPOLL_BUILD)/?.so" spec
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -123,4 +132,4 @@ include threads.mk
 include fuzz/fuzz.mk
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-uvpoll

@@ -8,14 +8,51 @@
 ** callback, as libuv's own poll would: events are masked with what the io
 ** polls for now (an io stopped by an earlier callback of the batch gets
 ** nothing), and an io closed meanwhile is struck from the batch.
+**
+** Without epoll (not Linux, or built with -DTSK_POLLER_UV, which the test
+** suite runs once), each io is a uv_poll_t of its own, as before the set.
 */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "poller.h"
+
+static void unlink_io(tsk_Io *io) {
+  *io->pprev = io->next;
+  if (io->next != NULL) io->next->pprev = io->pprev;
+}
+
+static void link_io(tsk_Io **head, tsk_Io *io) {
+  io->next = *head;
+  if (*head != NULL) (*head)->pprev = &io->next;
+  io->pprev = head;
+  *head = io;
+}
+
+/* io, whose backend part is set up, joins S's open ios. */
+static void opened(tsk_Sched *S, tsk_Io *io, int fd, tsk_IoCb cb, tsk_IoCloseCb closecb) {
+  io->S = S;
+  io->cb = cb;
+  io->closecb = closecb;
+  io->fd = fd;
+  io->want = io->inset = io->refd = io->closing = 0;
+  link_io(&S->poller.open, io);
+  S->nsockets++;
+}
+
+void tsk_poller_walk(tsk_Sched *S, void (*f)(tsk_Io *io, void *arg), void *arg) {
+  tsk_Io *io, *next;
+  for (io = S->poller.open; io != NULL; io = next) {
+    next = io->next;
+    f(io, arg);
+  }
+}
+
+#ifndef TSK_POLLER_UV  /* --- epoll ------------------------------------- */
+
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
 
 #define TSK_POLLER_BATCH 1024
 
@@ -54,18 +91,6 @@ static void account(tsk_Io *io, int refd, unsigned want) {
   if (!is && --P->nref == 0) uv_unref((uv_handle_t *)&P->h);
 }
 
-static void unlink_io(tsk_Io *io) {
-  *io->pprev = io->next;
-  if (io->next != NULL) io->next->pprev = io->pprev;
-}
-
-static void link_io(tsk_Io **head, tsk_Io *io) {
-  io->next = *head;
-  if (*head != NULL) (*head)->pprev = &io->next;
-  io->pprev = head;
-  *head = io;
-}
-
 int tsk_io_init(tsk_Sched *S, tsk_Io *io, int fd, tsk_IoCb cb, tsk_IoCloseCb closecb,
                 int check) {
   int r = makeset(S);
@@ -79,13 +104,7 @@ int tsk_io_init(tsk_Sched *S, tsk_Io *io, int fd, tsk_IoCb cb, tsk_IoCloseCb clo
     epoll_ctl(S->poller.fd, EPOLL_CTL_DEL, fd, &e);
     if (ioctl(fd, FIONBIO, &on) != 0) return -errno;
   }
-  io->S = S;
-  io->cb = cb;
-  io->closecb = closecb;
-  io->fd = fd;
-  io->want = io->inset = io->refd = io->closing = 0;
-  link_io(&S->poller.open, io);
-  S->nsockets++;
+  opened(S, io, fd, cb, closecb);
   return 0;
 }
 
@@ -135,14 +154,6 @@ void tsk_poller_reap(tsk_Sched *S) {
   }
 }
 
-void tsk_poller_walk(tsk_Sched *S, void (*f)(tsk_Io *io, void *arg), void *arg) {
-  tsk_Io *io, *next;
-  for (io = S->poller.open; io != NULL; io = next) {
-    next = io->next;
-    f(io, arg);
-  }
-}
-
 /* The loop found the set readable: deliver what it holds, as uv_poll
 ** would (uv__io_poll, uv__poll_io). */
 static void dispatch(uv_poll_t *h, int status, int events) {
@@ -185,3 +196,63 @@ void tsk_poller_close(tsk_Sched *S, uv_close_cb closecb) {
   close(P->fd);
   P->fd = -1;
 }
+
+#else  /* --- a uv_poll_t per io --------------------------------------- */
+
+static void uvpoll_cb(uv_poll_t *h, int status, int events) {
+  tsk_Io *io = (tsk_Io *)h->data;
+  if (status < 0) io->want = 0;  /* libuv stopped it */
+  io->cb(io, status, events);
+}
+
+static void uvclose_cb(uv_handle_t *h) {
+  tsk_Io *io = (tsk_Io *)h->data;
+  io->closecb(io);
+}
+
+int tsk_io_init(tsk_Sched *S, tsk_Io *io, int fd, tsk_IoCb cb, tsk_IoCloseCb closecb,
+                int check) {
+  int r = uv_poll_init(S->loop, &io->h, fd);  /* (checks and sets O_NONBLOCK) */
+  (void)check;
+  if (r != 0) return r;
+  io->h.data = io;
+  uv_unref((uv_handle_t *)&io->h);
+  opened(S, io, fd, cb, closecb);
+  return 0;
+}
+
+int tsk_io_poll(tsk_Io *io, unsigned want) {
+  int r = 0;
+  if (io->closing) return UV_EBADF;
+  if (want == io->want) return 0;
+  if (want == 0) uv_poll_stop(&io->h);
+  else r = uv_poll_start(&io->h, (int)want, uvpoll_cb);
+  if (r == 0) io->want = (unsigned char)want;
+  return r;
+}
+
+void tsk_io_ref(tsk_Io *io, int on) {
+  if (io->closing) return;
+  io->refd = on != 0;
+  if (on) uv_ref((uv_handle_t *)&io->h);
+  else uv_unref((uv_handle_t *)&io->h);
+}
+
+void tsk_io_close(tsk_Io *io) {
+  if (io->closing) return;
+  io->closing = 1;
+  io->want = 0;
+  unlink_io(io);
+  io->S->nsockets--;
+  uv_close((uv_handle_t *)&io->h, uvclose_cb);  /* frees it in the loop's closing phase */
+}
+
+void tsk_poller_reap(tsk_Sched *S) { (void)S; }
+
+void tsk_poller_close(tsk_Sched *S, uv_close_cb closecb) {
+  tsk_Io *io;
+  (void)closecb;
+  while ((io = S->poller.open) != NULL) tsk_io_close(io);
+}
+
+#endif

@@ -26,6 +26,10 @@
 
 #include "core.h"
 
+#if !defined(__linux__) && !defined(TSK_POLLER_UV)
+#define TSK_POLLER_UV  /* no epoll: a uv_poll_t per io (poller.c) */
+#endif
+
 typedef void (*tsk_IoCb)(tsk_Io *io, int status, int events);
 typedef void (*tsk_IoCloseCb)(tsk_Io *io);
 
@@ -39,6 +43,9 @@ struct tsk_Io {
   unsigned char inset;     /* fd is in the set (want != 0) */
   unsigned char refd;      /* keeps the loop alive while polled */
   unsigned char closing;   /* closed: its close callback is due */
+#ifdef TSK_POLLER_UV
+  uv_poll_t h;             /* its own poll, data io */
+#endif
 };
 
 /* Make io watch fd (which the caller owns and keeps open until it closes
