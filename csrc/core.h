@@ -122,6 +122,10 @@ typedef struct tsk_Poller {
   void *ev;                /* the events being dispatched (struct
                               epoll_event[TSK_POLLER_BATCH]), or NULL */
   int evn;                 /* how many of them; 0 while not dispatching */
+  int nbyfd;
+  tsk_Io **byfd;           /* the io in the set for each descriptor, or
+                              NULL: events name descriptors, as libuv's do,
+                              so a stale one finds nothing to call */
 } tsk_Poller;
 
 struct tsk_Sched {

@@ -5,15 +5,18 @@
 ** the loop on it, started for good and referenced only while some io that
 ** is referenced is polled (nref). When the loop finds the set readable,
 ** dispatch fetches up to TSK_POLLER_BATCH events and calls each io's
-** callback, as libuv's own poll would: events are masked with what the io
-** polls for now (an io stopped by an earlier callback of the batch gets
-** nothing), and an io closed meanwhile is struck from the batch.
+** callback, as libuv's own poll would: an event names its descriptor, whose
+** io in the set is looked up (P->byfd); events are masked with what the io
+** polls for now, and what the batch fetched for an io stopped or closed by
+** an earlier callback of the batch is struck from it.
 **
 ** Without epoll (not Linux, or built with -DTSK_POLLER_UV, which the test
 ** suite runs once), each io is a uv_poll_t of its own, as before the set.
 */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "poller.h"
@@ -108,18 +111,47 @@ int tsk_io_init(tsk_Sched *S, tsk_Io *io, int fd, tsk_IoCb cb, tsk_IoCloseCb clo
   return 0;
 }
 
+/* Room in P->byfd for descriptor fd; 0 or UV_ENOMEM. */
+static int roomfor(tsk_Poller *P, int fd) {
+  int n = P->nbyfd > 0 ? P->nbyfd : 64;
+  tsk_Io **b;
+  if (fd < P->nbyfd) return 0;
+  while (n <= fd) n = n <= INT_MAX / 2 ? n * 2 : INT_MAX;
+  b = (tsk_Io **)realloc(P->byfd, (size_t)n * sizeof *b);
+  if (b == NULL) return UV_ENOMEM;
+  memset(b + P->nbyfd, 0, (size_t)(n - P->nbyfd) * sizeof *b);
+  P->byfd = b;
+  P->nbyfd = n;
+  return 0;
+}
+
 int tsk_io_poll(tsk_Io *io, unsigned want) {
   tsk_Poller *P = &io->S->poller;
   struct epoll_event e;
-  int op;
+  int i;
   if (io->closing) return UV_EBADF;
   if (want == io->want) return 0;
-  /* stopping takes fd out: a hang-up or error would be reported even
-  ** with no events asked for, and the set would stay readable */
-  op = want == 0 ? EPOLL_CTL_DEL : io->inset ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
   e.events = ((want & UV_READABLE) ? EPOLLIN : 0) | ((want & UV_WRITABLE) ? EPOLLOUT : 0);
-  e.data.ptr = io;
-  if (epoll_ctl(P->fd, op, io->fd, &e) != 0 && op != EPOLL_CTL_DEL) return -errno;
+  e.data.u64 = 0;
+  e.data.fd = io->fd;
+  if (want == 0) {
+    /* stopping takes fd out: a hang-up or error would be reported even
+    ** with no events asked for, and the set would stay readable; what
+    ** this batch fetched for it is not delivered (as libuv) */
+    epoll_ctl(P->fd, EPOLL_CTL_DEL, io->fd, &e);
+    if (P->byfd[io->fd] == io) P->byfd[io->fd] = NULL;
+    for (i = 0; i < P->evn; i++) {
+      struct epoll_event *f = (struct epoll_event *)P->ev + i;
+      if (f->data.fd == io->fd) f->data.fd = -1;
+    }
+  }
+  else {
+    int r = roomfor(P, io->fd);
+    if (r != 0) return r;
+    if (epoll_ctl(P->fd, io->inset ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &e) != 0)
+      return -errno;
+    P->byfd[io->fd] = io;
+  }
   io->inset = want != 0;
   account(io, io->refd, want);
   io->want = (unsigned char)want;
@@ -131,18 +163,12 @@ void tsk_io_ref(tsk_Io *io, int on) {
 }
 
 void tsk_io_close(tsk_Io *io) {
-  tsk_Poller *P = &io->S->poller;
-  int i;
   if (io->closing) return;
-  tsk_io_poll(io, 0);
+  tsk_io_poll(io, 0);  /* (nothing this batch fetched for it is delivered) */
   account(io, 0, 0);
   io->closing = 1;
-  for (i = 0; i < P->evn; i++) {  /* fetched in this batch: not delivered */
-    struct epoll_event *e = (struct epoll_event *)P->ev + i;
-    if (e->data.ptr == io) e->data.ptr = NULL;
-  }
   unlink_io(io);
-  link_io(&P->closed, io);
+  link_io(&io->S->poller.closed, io);
   io->S->nsockets--;
 }
 
@@ -167,9 +193,10 @@ static void dispatch(uv_poll_t *h, int status, int events) {
   if (n <= 0) return;
   P->evn = n;
   for (i = 0; i < n; i++) {
-    tsk_Io *io = (tsk_Io *)ev[i].data.ptr;
+    int fd = ev[i].data.fd;
+    tsk_Io *io = fd >= 0 && fd < P->nbyfd ? P->byfd[fd] : NULL;
     uint32_t want, got;
-    if (io == NULL || io->want == 0) continue;  /* closed, or stopped, meanwhile */
+    if (io == NULL) continue;  /* stopped or closed meanwhile */
     want = ((io->want & UV_READABLE) ? EPOLLIN : 0) | ((io->want & UV_WRITABLE) ? EPOLLOUT : 0);
     got = ev[i].events & (want | EPOLLERR | EPOLLHUP);
     if (got == EPOLLERR || got == EPOLLHUP) got |= want;  /* let the call find out */
@@ -189,6 +216,9 @@ void tsk_poller_close(tsk_Sched *S, uv_close_cb closecb) {
   tsk_Io *io;
   while ((io = P->open) != NULL) tsk_io_close(io);
   tsk_poller_reap(S);
+  free(P->byfd);
+  P->byfd = NULL;
+  P->nbyfd = 0;
   if (P->ev == NULL) return;
   free(P->ev);
   P->ev = NULL;

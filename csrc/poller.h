@@ -8,9 +8,11 @@
 ** uv_poll_start begins with a DEL: five epoll_ctl and an ioctl for a
 ** connection that is accepted, answered once and closed, against two
 ** epoll_ctl for libuv's own TCP handles. Here a socket costs one ADD when
-** first polled and one DEL when closed, and a tsk_Io is 48 bytes where a
-** uv_poll_t is 160. The price is one epoll_wait more per turn of the loop
-** that has socket events, shared by all of them.
+** first polled and one DEL when closed, and a tsk_Io is 48 bytes (and a
+** slot of 8 in the scheduler's table by descriptor) where a uv_poll_t is
+** 160. The price is one epoll_wait more per turn of the loop that has
+** socket events, shared by all of them, and the wake-up of the set's own
+** poll in the loop's epoll with each event.
 **
 ** Semantics are uv_poll's: level-triggered; a callback gets status 0 and
 ** UV_READABLE / UV_WRITABLE (only what it polls for; a hang-up or an error
