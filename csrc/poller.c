@@ -137,12 +137,16 @@ int tsk_io_poll(tsk_Io *io, unsigned want) {
   if (want == 0) {
     /* stopping takes fd out: a hang-up or error would be reported even
     ** with no events asked for, and the set would stay readable; what
-    ** this batch fetched for it is not delivered (as libuv) */
-    epoll_ctl(P->fd, EPOLL_CTL_DEL, io->fd, &e);
-    if (P->byfd[io->fd] == io) P->byfd[io->fd] = NULL;
-    for (i = 0; i < P->evn; i++) {
-      struct epoll_event *f = (struct epoll_event *)P->ev + i;
-      if (f->data.fd == io->fd) f->data.fd = -1;
+    ** this batch fetched for it is not delivered (as libuv). Unless its
+    ** descriptor was closed behind our back and another io has the
+    ** number now: that one's stays. */
+    if (P->byfd[io->fd] == io) {
+      epoll_ctl(P->fd, EPOLL_CTL_DEL, io->fd, &e);
+      P->byfd[io->fd] = NULL;
+      for (i = 0; i < P->evn; i++) {
+        struct epoll_event *f = (struct epoll_event *)P->ev + i;
+        if (f->data.fd == io->fd) f->data.fd = -1;
+      }
     }
   }
   else {

@@ -504,3 +504,55 @@ describe("collection", function()
     assert.equal(base, ts.stats().sockets)
   end)
 end)
+
+describe("a descriptor closed behind tasksock's back", function()
+  -- Another object (here a LuaSocket one given the number) closes a
+  -- socket's descriptor while the socket is polled; a new socket gets the
+  -- same number and waits on it. The old object letting go of its number
+  -- (setfd(-1); a close would close the new socket's descriptor, under
+  -- LuaSocket too) must not take the new socket's registration in the
+  -- scheduler's epoll set with it.
+  it("does not take the next owner's poll with it when its object lets go", function()
+    local LS = require "socket"
+    run(function()
+      local srv, port = server()
+      local c1 = assert(socket.connect("127.0.0.1", port))
+      local a1 = assert(srv:accept())
+      a1:settimeout(0.02)
+      assert.same({ nil, "timeout", "" }, { a1:receive(1) })  -- a1 is polled now
+      local n = a1:getfd()
+      local foreign = LS.tcp()
+      foreign:setfd(n)
+      foreign:close()  -- closes n under a1
+      local held, c2 = {}, nil
+      for _ = 1, 64 do  -- the next socket with descriptor n
+        local m, err = socket.tcp4()
+        if not m then
+          -- built with a uv_poll_t per socket (-DTSK_POLLER_UV): libuv
+          -- refuses a second poll on a number it still polls
+          assert.equal("File exists", err)
+          for _, h in ipairs(held) do h:close() end
+          a1:setfd(-1); c1:close(); srv:close()
+          return
+        end
+        if m:getfd() == n then c2 = m break end
+        held[#held + 1] = m
+      end
+      assert(c2, "no socket got descriptor " .. n)
+      assert(c2:connect("127.0.0.1", port))
+      local a2 = assert(srv:accept())
+      local got = {}
+      local r = ts.spawn(function()
+        c2:settimeout(2)
+        got = { c2:receive(1) }
+      end)
+      ts.sleep(0.05)  -- c2 waits, polled under descriptor n
+      a1:setfd(-1)
+      assert(a2:send("x"))
+      r:join()
+      assert.same({ "x" }, got)
+      for _, m in ipairs(held) do m:close() end
+      c1:close(); c2:close(); a1:close(); a2:close(); srv:close()
+    end)
+  end)
+end)
