@@ -15,6 +15,7 @@
 */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -116,6 +117,7 @@ static int roomfor(tsk_Poller *P, int fd) {
   int n = P->nbyfd > 0 ? P->nbyfd : 64;
   tsk_Io **b;
   if (fd < P->nbyfd) return 0;
+  if (fd == INT_MAX || (size_t)fd >= SIZE_MAX / sizeof *b) return UV_ENOMEM;
   while (n <= fd) n = n <= INT_MAX / 2 ? n * 2 : INT_MAX;
   b = (tsk_Io **)realloc(P->byfd, (size_t)n * sizeof *b);
   if (b == NULL) return UV_ENOMEM;
@@ -152,6 +154,7 @@ int tsk_io_poll(tsk_Io *io, unsigned want) {
   else {
     int r = roomfor(P, io->fd);
     if (r != 0) return r;
+    if (io->inset && P->byfd[io->fd] != io) return UV_EBADF;  /* (as above) */
     if (epoll_ctl(P->fd, io->inset ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &e) != 0)
       return -errno;
     P->byfd[io->fd] = io;
