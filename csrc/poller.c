@@ -40,7 +40,7 @@ static void opened(tsk_Sched *S, tsk_Io *io, int fd, tsk_IoCb cb, tsk_IoCloseCb 
   io->cb = cb;
   io->closecb = closecb;
   io->fd = fd;
-  io->want = io->inset = io->refd = io->closing = 0;
+  io->want = io->refd = io->closing = 0;
   link_io(&S->poller.open, io);
   S->nsockets++;
 }
@@ -154,12 +154,11 @@ int tsk_io_poll(tsk_Io *io, unsigned want) {
   else {
     int r = roomfor(P, io->fd);
     if (r != 0) return r;
-    if (io->inset && P->byfd[io->fd] != io) return UV_EBADF;  /* (as above) */
-    if (epoll_ctl(P->fd, io->inset ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &e) != 0)
+    if (io->want != 0 && P->byfd[io->fd] != io) return UV_EBADF;  /* (as above) */
+    if (epoll_ctl(P->fd, io->want != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &e) != 0)
       return -errno;
     P->byfd[io->fd] = io;
   }
-  io->inset = want != 0;
   account(io, io->refd, want);
   io->want = (unsigned char)want;
   return 0;
@@ -270,7 +269,6 @@ int tsk_io_poll(tsk_Io *io, unsigned want) {
 
 void tsk_io_ref(tsk_Io *io, int on) {
   if (io->closing) return;
-  io->refd = on != 0;
   if (on) uv_ref((uv_handle_t *)&io->h);
   else uv_unref((uv_handle_t *)&io->h);
 }

@@ -41,9 +41,9 @@ struct tsk_Io {
   tsk_IoCloseCb closecb;   /* frees it, once closed */
   tsk_Io *next, **pprev;   /* in S->poller.open, then in .closed */
   int fd;
-  unsigned char want;      /* UV_READABLE | UV_WRITABLE: polled for */
-  unsigned char inset;     /* fd is in the set (want != 0) */
-  unsigned char refd;      /* keeps the loop alive while polled */
+  unsigned char want;      /* UV_READABLE | UV_WRITABLE polled for (not 0:
+                              fd is in the set) */
+  unsigned char refd;      /* keeps the loop alive while polled (epoll) */
   unsigned char closing;   /* closed: its close callback is due */
 #ifdef TSK_POLLER_UV
   uv_poll_t h;             /* its own poll, data io */

@@ -259,15 +259,13 @@ static int handoff(lua_State *L, tsk_Sched *S, tsk_Tasklet *t) {
 }
 
 /* Each turn's resumes; then the sockets they closed are freed (poller.h). */
-static void idle_cb(uv_idle_t *h) {
-  drain((tsk_Sched *)h->data);
-  tsk_poller_reap((tsk_Sched *)h->data);
+static void turn(tsk_Sched *S) {
+  drain(S);
+  tsk_poller_reap(S);
 }
 
-static void check_cb(uv_check_t *h) {
-  drain((tsk_Sched *)h->data);
-  tsk_poller_reap((tsk_Sched *)h->data);
-}
+static void idle_cb(uv_idle_t *h) { turn((tsk_Sched *)h->data); }
+static void check_cb(uv_check_t *h) { turn((tsk_Sched *)h->data); }
 
 /* --- waiting -------------------------------------------------------- */
 

@@ -100,8 +100,7 @@ typedef struct Tcp {
   unsigned detached : 1;   /* setfd(-1): closing leaves the descriptor open */
   unsigned busy : 2;       /* B_*: a connect or write in flight */
   unsigned cstate : 3;     /* C_* */
-  unsigned polled : 2;     /* UV_READABLE | UV_WRITABLE: what h polls */
-  unsigned reading : 1;    /* reading ahead (h polls for readable) */
+  unsigned reading : 1;    /* reading ahead (its io polls for readable) */
   unsigned pending : 1;    /* server: a connection waits for accept */
   unsigned lingering : 1;  /* closed, delivering its write (lingerclose) */
   unsigned listening : 1;  /* a server: h watches for connections */
@@ -201,9 +200,7 @@ static void io_cb(tsk_Io *io, int status, int events);
 static void repoll(Tcp *c) {
   unsigned want = (c->reading ? UV_READABLE : 0) |
                   (c->busy != B_NONE || c->wwatch ? UV_WRITABLE : 0);
-  if (want == c->polled || c->listening || c->io.closing) return;
-  if (tsk_io_poll(&c->io, want) != 0) return;
-  c->polled = want;
+  if (!c->listening) tsk_io_poll(&c->io, want);  /* (nothing if no change) */
 }
 
 /* Is a tasklet waiting on c? Then its io keeps the loop alive (a
@@ -1141,10 +1138,8 @@ static int startconnect(Tcp *c, const struct sockaddr *sa, socklen_t len) {
 /* The loop's poll of a connected (or connecting) block's descriptor. */
 static void io_cb(tsk_Io *io, int status, int events) {
   Tcp *c = BLOCK(io);
-  if (status < 0) {  /* POLLERR: libuv stopped the poll; each side takes */
-    c->polled = 0;   /* its error itself, as it reads or writes */
-    events = UV_READABLE | UV_WRITABLE;
-  }
+  if (status < 0)  /* POLLERR: the poller stopped it; each side takes its */
+    events = UV_READABLE | UV_WRITABLE;  /* error itself, as it reads or writes */
   if (events & UV_WRITABLE) {
     if (c->busy == B_CONNECT) connectready(c);
     else if (c->busy == B_WRITE) {
