@@ -200,7 +200,7 @@ static void io_cb(tsk_Io *io, int status, int events);
 static void repoll(Tcp *c) {
   unsigned want = (c->reading ? UV_READABLE : 0) |
                   (c->busy != B_NONE || c->wwatch ? UV_WRITABLE : 0);
-  if (!c->listening) tsk_io_poll(&c->io, want);  /* (nothing if no change) */
+  if (want != c->io.want && !c->listening) tsk_io_poll(&c->io, want);
 }
 
 /* Is a tasklet waiting on c? Then its io keeps the loop alive (a
