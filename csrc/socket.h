@@ -229,7 +229,8 @@ int tsk_opt_getint(lua_State *L, int fd, int level, int name);
 /* === handles =========================================================== */
 
 /*
-** The life cycle of a socket's libuv handle: it is malloc'd (never inside
+** The life cycle of a datagram socket's libuv handle (stream sockets are
+** in the scheduler's poller instead, poller.h): it is malloc'd (never inside
 ** a userdata), counted in S->nsockets while open, uv_unref'd except while
 ** a tasklet waits on it (tsk_handle_waiting), and closed with
 ** tsk_handle_close, which frees it in the close callback. The close
