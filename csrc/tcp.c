@@ -1597,30 +1597,32 @@ static int meth_getfd(lua_State *L) {
 ** first). setfd(-1) detaches the descriptor: it stays open, and the
 ** socket no longer owns it (closing the block leaves it open).
 */
-static int meth_setfd(lua_State *L) {
-  Box *b = (Box *)checkbox(L, R_ANY);
+/* setfd(fd) of either kind: b lets go of its descriptor (which stays open
+** when fd < 0, as LuaSocket's does), keeping what LuaSocket's buffer would
+** hold, and takes fd (family AF_UNSPEC: fd's own, as getsockname says). */
+static int setfd(lua_State *L, Box *b, int family) {
   int fd = tsk_num2int(luaL_checknumber(L, 2));
   int old = block_fd(b->c);
+  struct sockaddr_storage ss;
+  socklen_t len = (socklen_t)sizeof ss;
   Tcp *c;
   if (old >= 0 && old == fd) return 0;
   if (fd < 0 && old >= 0) b->c->detached = 1;  /* left open */
   hold(L, b);
   box_close(b);
-  if (fd < 0) return 0;
-  if (block_new(tsk_upsched(L), AF_UNSPEC, fd, 0, &c) != 0) return 0;
+  if (fd < 0 || block_new(tsk_upsched(L), family, fd, 0, &c) != 0) return 0;
   unhold(L, c);
-  {
-    struct sockaddr_storage ss;
-    socklen_t len = (socklen_t)sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
-      c->family = b->family = (unsigned char)ss.ss_family;
-    len = (socklen_t)sizeof ss;
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-      c->cstate = C_CONNECTED;
-  }
+  if (family == AF_UNSPEC && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+    c->family = b->family = (unsigned char)ss.ss_family;
+  len = (socklen_t)sizeof ss;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) c->cstate = C_CONNECTED;
   if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
   b->c = c;
   return 0;
+}
+
+static int meth_setfd(lua_State *L) {
+  return setfd(L, (Box *)checkbox(L, R_ANY), AF_UNSPEC);
 }
 
 static int meth_dirty(lua_State *L) {
@@ -2024,24 +2026,7 @@ static int meth_ugetsockname(lua_State *L) {
 
 /* unix:setfd(fd): adopt fd (a connected one reads ahead). */
 static int meth_usetfd(lua_State *L) {
-  Box *b = (Box *)checkbox(L, R_ANY);
-  int fd = tsk_num2int(luaL_checknumber(L, 2));
-  Tcp *c;
-  if (fd == block_fd(b->c)) return 0;
-  if (fd < 0 && b->c != NULL) b->c->detached = 1;  /* left open, as TCP's */
-  hold(L, b);
-  box_close(b);
-  if (fd < 0 || block_new(tsk_upsched(L), AF_UNIX, fd, 0, &c) != 0) return 0;
-  unhold(L, c);
-  {
-    struct sockaddr_un sa;
-    socklen_t len = (socklen_t)sizeof sa;
-    if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0)
-      c->cstate = C_CONNECTED;
-  }
-  if (b->role == R_SERVER) startlisten(c);  /* a server accepts from it */
-  b->c = c;
-  return 0;
+  return setfd(L, (Box *)checkbox(L, R_ANY), AF_UNIX);
 }
 
 static const tsk_Option unixoptions[] = {
